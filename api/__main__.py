@@ -1,0 +1,29 @@
+"""``python -m api``: run the API with settings from the environment."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from availability.settings import SettingsError, load_settings
+
+from .app import create_app
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ats api: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if not settings.redis_url or not settings.broker_url:
+        print("ats api: ATS_BROKER_URL and ATS_REDIS_URL must be set (or use `ats up`)", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port,
+                print=None, access_log=None, shutdown_timeout=5.0)
+
+
+main()

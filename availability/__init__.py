@@ -1,0 +1,1 @@
+"""The domain of the availability engine: pure code, no I/O, no clock, no framework."""

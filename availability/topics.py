@@ -1,0 +1,59 @@
+"""Every topic name and cache key, declared once. Persistent names are contract: never rename."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SALES: Final = "inventory.sales"
+RETURNS: Final = "inventory.returns"
+TRANSFERS: Final = "inventory.transfers"
+RECEIPTS: Final = "inventory.receipts"
+RESERVATIONS: Final = "inventory.reservations"
+ADJUSTMENTS: Final = "inventory.adjustments"
+POLICIES: Final = "inventory.policies"
+
+#: input topic → the event ``type`` it carries
+INPUT_TOPICS: Final[dict[str, str]] = {
+    SALES: "sale",
+    RETURNS: "return",
+    TRANSFERS: "transfer",
+    RECEIPTS: "receipt",
+    RESERVATIONS: "reservation",
+    ADJUSTMENTS: "adjustment",
+    POLICIES: "policy",
+}
+TOPIC_FOR_TYPE: Final[dict[str, str]] = {kind: topic for topic, kind in INPUT_TOPICS.items()}
+
+#: Internal, co-partitioned with the inputs: legs re-routed to the partition that owns their
+#: location (wrong producer keys, the second leg of a transfer) and per-partition clock ticks.
+ROUTED: Final = "ats.routed"
+
+DEAD_LETTER: Final = "inventory.dead-letter"
+ERP_MOVEMENTS: Final = "erp.movements"
+
+#: Topics the worker consumes, in a fixed order: the index is the topic's code in watermarks.
+CONSUMED_TOPICS: Final[tuple[str, ...]] = (*INPUT_TOPICS, ROUTED)
+TOPIC_CODE: Final[dict[str, int]] = {topic: code for code, topic in enumerate(CONSUMED_TOPICS)}
+OUTPUT_TOPICS: Final[tuple[str, ...]] = (DEAD_LETTER, ERP_MOVEMENTS)
+
+#: Faust app id and table name: the changelog topic is ``{APP_ID}-{STATE_TABLE}-changelog``.
+APP_ID: Final = "ats"
+STATE_TABLE: Final = "state-v1"
+CHANGELOG_TOPIC: Final = f"{APP_ID}-{STATE_TABLE}-changelog"
+
+# Cache keys (Redis). One hash per SKU, field = location id: one round trip per SKU, pipelined bulk.
+CACHE_PREFIX: Final = "ats:v1:"
+DECISIONS_CHANNEL: Final = CACHE_PREFIX + "decisions"
+HEARTBEAT_PREFIX: Final = CACHE_PREFIX + "worker:"
+
+
+def position_key(sku: str) -> str:
+    return f"{CACHE_PREFIX}pos:{sku}"
+
+
+def reservation_key(reservation_id: str) -> str:
+    return f"{CACHE_PREFIX}resv:{reservation_id}"
+
+
+def heartbeat_key(worker_id: str) -> str:
+    return HEARTBEAT_PREFIX + worker_id
