@@ -21,6 +21,9 @@ def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.A
         store=store,
         datadir=str(settings.data_dir / "worker"),
         autodiscover=False,
+        key_serializer="raw",  # the engine decodes and validates itself: a poison message is a dead letter,
+        value_serializer="raw",  # never a decode error that crashes the agent
+
         web_enabled=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -1,36 +1,272 @@
-"""The engine agent (foundation: heartbeat and acks; the domain is wired in by the engine issue)."""
+"""The engine agent: reads every input topic in batches, applies them to per-partition state in the
+domain (:class:`availability.shard.PartitionState`) and flushes each batch.
+
+One batch, in this order (the order is what makes at-least-once input give exactly-once effects):
+
+1. **apply** every event in memory: validate, re-route legs owned by another partition, dead-letter
+   what cannot be applied, decide holds;
+2. **outputs**: produce the re-routed legs and dead letters;
+3. **cache**: write the snapshot of every changed position (one hash per SKU, pipelined) and every
+   reservation decision (then publish it). Snapshots are idempotent: a replay rewrites the same values;
+4. **changelog**: write each partition's state records (buckets, holds, ids), wait for delivery, then
+   write the partition's marker record alone. The lone marker keeps the changelog's last record batch a
+   single record, so brokers that answer end offsets by batch (the embedded one) still recover it whole;
+5. **ack** the batch's input events; Faust commits offsets only for what the flushed state covers.
+
+A crash between any two steps replays the batch from the committed offsets: state records carry the
+input offsets they include and the event ids they applied, so the replay neither loses nor doubles.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import faust
 import orjson
+from faust.streams import _current_event
+from faust.types import EventT
 from redis.asyncio import Redis
 
-from availability import topics
+from availability import topics, wire
 from availability.settings import Settings
+from availability.shard import Flush, PartitionState, Source
+from availability.validation import EventRejected, Rejection, validate_event
+
+from .routing import Router
+
+log = logging.getLogger(__name__)
+
+DECISION_TTL_SECONDS = 7 * 86_400
 
 
 class Engine:
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.settings = settings
+        self.clock = clock
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
-        self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=5.0)
-        self.inputs = app.topic(*topics.CONSUMED_TOPICS, value_serializer="raw", key_serializer="raw")
+        self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0)
+        self.states: dict[int, PartitionState] = {}
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
+        self.routed = app.topic(topics.ROUTED, key_type=bytes, value_type=bytes)
+        self.dead_letters = app.topic(topics.DEAD_LETTER, key_type=bytes, value_type=bytes)
+        self.table = app.Table(topics.STATE_TABLE, partitions=settings.partitions,
+                               key_type=bytes, value_type=bytes)
+        self.router = Router(settings.partitions)
         app.agent(self.inputs, name="engine")(self.process)
-        app.timer(settings.tick_interval_ms / 1000, name="heartbeat")(self.heartbeat)
+        app.timer(settings.tick_interval_ms / 1000, name="tick")(self.tick)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
+    # ---- the agent -----------------------------------------------------------------------------
     async def process(self, stream: faust.StreamT[bytes]) -> None:
         window = self.settings.batch_window_ms / 1000
-        async for events in stream.noack_take(  # type: ignore[attr-defined]
-           self.settings.batch_max, window):
+        async for events in stream.noack_take(self.settings.batch_max, window):  # type: ignore[attr-defined]
+            await self.handle(events)
             for event in events:
                 await stream.ack(event)
 
-    async def heartbeat(self) -> None:
-        beat = {"at": time.time(), "worker": self.worker_id, "caught_up": True}
+    async def handle(self, events: list[EventT[Any]]) -> None:
+        now_ms = int(self.clock() * 1000)
+        batch = Batch()
+        for event in events:
+            message = event.message
+            state = self.state_for(message.partition)
+            batch.owners[message.partition] = event
+            self.last_offsets[(message.topic, message.partition)] = message.offset
+            source = Source(topics.TOPIC_CODE[message.topic], message.offset)
+            if message.topic == topics.ROUTED:
+                self._routed(state, message, source, now_ms, batch)
+            else:
+                self._input(state, message, source, now_ms, batch)
+        flushes = {p: flush for p in batch.owners if (flush := self.states[p].drain(now_ms)) is not None}
+        await self._write_outputs(batch)
+        await self._write_cache(flushes.values())
+        await self._write_changelog(flushes, batch.owners)
+
+
+    def _input(self, state: PartitionState, message: Any, source: Source, now_ms: int, batch: Batch) -> None:
+        try:
+            event = validate_event(message.value, expected_type=topics.INPUT_TOPICS[message.topic])
+        except EventRejected as exc:
+            batch.dead(exc.rejection, message.topic, message.partition, message.offset, message.value)
+            return
+        for leg in self.router.legs(event):
+            owner = self.router.owner(leg.location_id)
+            if owner != message.partition:
+                batch.routed[owner].append(self.router.leg_message(
+                    leg, message.topic, message.partition, message.offset, message.value))
+                continue
+            rejection = state.apply(event, leg, source, now_ms)
+            if rejection is not None:
+                batch.dead(rejection, message.topic, message.partition, message.offset, message.value)
+
+    def _routed(self, state: PartitionState, message: Any, source: Source, now_ms: int, batch: Batch) -> None:
+        envelope = orjson.loads(message.value)
+        if envelope["kind"] == "tick":
+            state.tick(envelope["now_ms"], source)
+            return
+        origin = (envelope["topic"], envelope["partition"], envelope["offset"])
+        payload = envelope["payload"].encode()
+        try:
+            event = validate_event(payload, expected_type=topics.INPUT_TOPICS[envelope["topic"]])
+        except EventRejected as exc:  # validated before routing; only a changed rule gets here
+            batch.dead(exc.rejection, *origin, payload)
+            return
+        for leg in self.router.legs(event):
+            if leg.leg != envelope["leg"] or leg.location_id != envelope["location_id"]:
+                continue
+            if self.router.owner(leg.location_id) != message.partition:
+                batch.dead(Rejection("misrouted", f"leg for {leg.location_id} on partition {message.partition}"),
+                           *origin, payload)
+                continue
+            rejection = state.apply(event, leg, source, now_ms)
+            if rejection is not None:
+                batch.dead(rejection, *origin, payload)
+
+    # ---- state ---------------------------------------------------------------------------------
+    def state_for(self, partition: int) -> PartitionState:
+        state = self.states.get(partition)
+        if state is None:
+            state = self.states[partition] = self._load(partition)
+        return state
+
+    def _load(self, partition: int) -> PartitionState:
+        started = time.monotonic()
+        state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
+                               dedupe_window_ms=self.settings.dedupe_window_seconds * 1000)
+        prefix = f"|{partition}|"
+        records = 0
+        for raw_key, raw_value in self.table.data.items():
+            key = raw_key.decode()
+            if key[1 : 2 + len(prefix) - 1] == prefix and raw_value is not None:
+                state.load(key, orjson.loads(raw_value))
+                records += 1
+        state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
+        log.info("partition %d: loaded %d state records (%d positions, %d holds) in %.2f s", partition, records,
+                 sum(len(b.positions) for b in state.buckets.values()), len(state.holds),
+                 time.monotonic() - started)
+        return state
+
+    def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        for tp in revoked:
+            self.states.pop(tp.partition, None)
+
+    # ---- flushing ------------------------------------------------------------------------------
+    async def _write_outputs(self, batch: Batch) -> None:
+        for partition, messages in batch.routed.items():
+            for key, value in messages:
+                await self.routed.send(key=key, value=value, partition=partition)
+        for key, value in batch.dead_letters:
+            await self.dead_letters.send(key=key, value=value)
+        if batch.routed or batch.dead_letters:
+            await self.app.producer.flush()
+
+    async def _write_cache(self, flushes: Any) -> None:
+        pipe = self.cache.pipeline(transaction=False)
+        by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
+        decisions = []
+        for flush in flushes:
+            for sku, location_id, position in flush.cache:
+                by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
+            decisions.extend(flush.decisions)
+        if not by_sku and not decisions:
+            return
+        for sku, fields in by_sku.items():
+            pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
+        for hold in decisions:
+            body = orjson.dumps(wire.decision(hold))
+            pipe.set(topics.reservation_key(hold.reservation_id), body, ex=DECISION_TTL_SECONDS)
+            pipe.publish(topics.DECISIONS_CHANNEL, body)
+        await pipe.execute()
+
+    async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
+        flushes = {partition: flush for partition, flush in flushes.items() if flush.records}
+        if not flushes:
+            return
+        for partition, flush in flushes.items():
+            with _as_partition(owners[partition]):
+                for key, value in flush.records:
+                    raw_key = key.encode()
+                    if value is None:
+                        if raw_key in self.table:
+                            del self.table[raw_key]
+                    else:
+                        self.table[raw_key] = orjson.dumps(value)
+        await self.app.producer.flush()
+        for partition, flush in flushes.items():
+            with _as_partition(owners[partition]):
+                key, value = flush.marker
+                self.table[key.encode()] = orjson.dumps(value)
+        await self.app.producer.flush()
+
+    # ---- the clock -----------------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Send each owned partition its clock tick (expiry is applied by the owner, in its stream)."""
+        now_ms = int(self.clock() * 1000)
+        value = orjson.dumps({"kind": "tick", "now_ms": now_ms})
+        assigned = sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topics.ROUTED)
+        for partition in assigned:
+            await self.routed.send(key=b"tick", value=value, partition=partition)
+        await self.heartbeat(assigned)
+
+    async def heartbeat(self, assigned: list[int]) -> None:
+        lag = self.lag()
+        beat = {"at": self.clock(), "worker": self.worker_id, "partitions": assigned, "lag": lag,
+                "caught_up": lag <= self.settings.batch_max}
         await self.cache.set(topics.heartbeat_key(self.worker_id), orjson.dumps(beat), ex=30)
+
+    def lag(self) -> int:
+        """Records behind the high watermarks that fetches report (correct on every broker)."""
+        total = 0
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic not in topics.TOPIC_CODE:
+                continue
+            try:
+                highwater = self.app.consumer.highwater(tp)
+            except Exception as exc:  # not fetched yet
+                log.debug("no high watermark for %s yet: %s", tp, exc)
+                continue
+            if highwater is not None and highwater >= 0:
+                seen = self.last_offsets.get((tp.topic, tp.partition))
+                total += max(0, highwater - (seen + 1 if seen is not None else 0))
+        return total
+
+
+class Batch:
+    """What one batch produces besides state: re-routed legs and dead letters."""
+
+    def __init__(self) -> None:
+        self.owners: dict[int, EventT[Any]] = {}
+        self.routed: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        self.dead_letters: list[tuple[bytes, bytes]] = []
+
+    def dead(self, rejection: Rejection, topic: str, partition: int, offset: int, payload: bytes | None) -> None:
+        text = payload.decode("utf-8", "backslashreplace") if payload is not None else None
+        record = wire.dead_letter(rejection.reason, rejection.detail, topic, partition, offset, text)
+        self.dead_letters.append((f"{topic}:{partition}:{offset}".encode(), orjson.dumps(record)))
+        log.info("dead letter %s from %s[%d]@%d: %s", rejection.reason, topic, partition, offset, rejection.detail)
+
+
+class _as_partition:
+    """Make ``event``'s partition the current one, so table writes go to that changelog partition.
+
+    Faust routes a table write to the partition of the event being processed, and refuses writes
+    outside stream iteration (faust-streaming issue #497); the batch is processed after iteration.
+    """
+
+    def __init__(self, event: EventT[Any]) -> None:
+        self.event = event
+
+    def __enter__(self) -> None:
+        self.token = _current_event.set(weakref.ref(self.event))
+
+    def __exit__(self, *exc: object) -> None:
+        _current_event.reset(self.token)

@@ -35,6 +35,7 @@ def build(settings: Settings, *, store: str | None = None) -> tuple[faust.App, E
 
 
 def run_worker(settings: Settings) -> None:
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings))
     app, _engine = build(settings)
     worker = Worker(app, loglevel=_FAUST_LEVELS[settings.log_level], quiet=True)

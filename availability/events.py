@@ -1,0 +1,165 @@
+"""The input events and their field rules: the one place both the API (422) and the streams
+(dead letters) validate with.
+
+Models are strict: ``"5"`` is not a quantity, ``1.0`` is not an integer, a timestamp without an offset is
+refused, and unknown fields are refused (a misspelt ``reservationId`` must not silently turn a
+reservation-consuming sale into a plain one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
+
+MAX_LINES = 1_000
+MAX_QTY = 1_000_000
+MAX_TTL_SECONDS = 604_800
+DEFAULT_TTL_SECONDS = 900
+
+_ID_CHARS = r"^[A-Za-z0-9._:\-]+$"
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_ID_CHARS)]
+LocationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_ID_CHARS)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ReferenceId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+FreeText = Annotated[str, StringConstraints(max_length=256)]
+ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_ID_CHARS)]
+Qty = Annotated[int, Field(ge=1, le=MAX_QTY)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Line(_Model):
+    sku: Sku
+    qty: Qty
+
+
+class ReturnLine(Line):
+    disposition: Literal["sellable", "damaged"] = "sellable"
+
+
+class AdjustmentLine(_Model):
+    sku: Sku
+    qty: Annotated[int, Field(ge=-MAX_QTY, le=MAX_QTY)]
+
+
+class PolicyLine(_Model):
+    sku: Sku
+    safety_stock: Annotated[int, Field(ge=0, le=MAX_QTY)]
+
+
+def _unique_skus(lines: Sequence[Line | AdjustmentLine | PolicyLine] | None, what: str) -> None:
+    if lines is None:
+        return
+    seen: set[str] = set()
+    for index, line in enumerate(lines):
+        if line.sku in seen:
+            raise PydanticCustomError("duplicate_sku", "lines.{index}: SKU {sku} appears twice in one {what}",
+                                      {"index": index, "sku": line.sku, "what": what})
+        seen.add(line.sku)
+
+
+class _Event(_Model):
+    event_id: EventId
+    occurred_at: AwareDatetime
+    source: FreeText | None = None
+
+
+class _LocationEvent(_Event):
+    location_id: LocationId
+
+
+class Sale(_LocationEvent):
+    type: Literal["sale"]
+    lines: Annotated[list[Line], Field(min_length=1, max_length=MAX_LINES)]
+    channel: ChannelName | None = None
+    reservation_id: ReferenceId | None = None
+
+
+class Return(_LocationEvent):
+    type: Literal["return"]
+    lines: Annotated[list[ReturnLine], Field(min_length=1, max_length=MAX_LINES)]
+
+
+class Receipt(_LocationEvent):
+    type: Literal["receipt"]
+    lines: Annotated[list[Line], Field(min_length=1, max_length=MAX_LINES)]
+    po_id: ReferenceId | None = None
+
+
+class Transfer(_Event):
+    type: Literal["transfer"]
+    transfer_id: ReferenceId
+    status: Literal["shipped", "received"]
+    from_location_id: LocationId
+    to_location_id: LocationId
+    lines: Annotated[list[Line], Field(min_length=1, max_length=MAX_LINES)]
+
+    @model_validator(mode="after")
+    def _two_places(self) -> Transfer:
+        if self.from_location_id == self.to_location_id:
+            raise PydanticCustomError("same_location", "from_location_id and to_location_id must differ")
+        return self
+
+
+class Reservation(_LocationEvent):
+    type: Literal["reservation"]
+    reservation_id: ReferenceId
+    action: Literal["hold", "release"]
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] = DEFAULT_TTL_SECONDS
+    channel: ChannelName | None = None
+    lines: Annotated[list[Line], Field(min_length=1, max_length=MAX_LINES)] | None = None
+
+    @model_validator(mode="after")
+    def _hold_has_lines(self) -> Reservation:
+        if self.action == "hold" and self.lines is None:
+            raise PydanticCustomError("missing_lines", "a hold needs lines")
+        _unique_skus(self.lines, "hold")
+        return self
+
+
+class Adjustment(_LocationEvent):
+    type: Literal["adjustment"]
+    mode: Literal["delta", "count"]
+    lines: Annotated[list[AdjustmentLine], Field(min_length=1, max_length=MAX_LINES)]
+
+    @model_validator(mode="after")
+    def _quantities(self) -> Adjustment:
+        for index, line in enumerate(self.lines):
+            if self.mode == "count" and line.qty < 0:
+                raise PydanticCustomError("negative_count", "lines.{index}.qty: a count cannot be negative",
+                                          {"index": index})
+            if self.mode == "delta" and line.qty == 0:
+                raise PydanticCustomError("zero_delta", "lines.{index}.qty: a delta of 0 moves nothing",
+                                          {"index": index})
+        if self.mode == "count":
+            _unique_skus(self.lines, "count")
+        return self
+
+
+class Policy(_LocationEvent):
+    type: Literal["policy"]
+    lines: Annotated[list[PolicyLine], Field(min_length=1, max_length=MAX_LINES)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Policy:
+        _unique_skus(self.lines, "policy")
+        return self
+
+
+Event = Annotated[Sale | Return | Receipt | Transfer | Reservation | Adjustment | Policy, Field(discriminator="type")]
+AnyEvent = Sale | Return | Receipt | Transfer | Reservation | Adjustment | Policy
+EVENT_TYPES: dict[str, type[AnyEvent]] = {
+    "sale": Sale, "return": Return, "receipt": Receipt, "transfer": Transfer,
+    "reservation": Reservation, "adjustment": Adjustment, "policy": Policy,
+}
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Business time as integer milliseconds since the epoch (positions never hold datetimes)."""
+    return int(moment.timestamp() * 1000)

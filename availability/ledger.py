@@ -1,0 +1,103 @@
+"""Line operations on a position: ``(position, qty, occurred_ms, ref) -> (position, movements)``.
+
+Dispatched by :data:`HANDLERS`. Every on-hand change goes through :func:`move_on_hand`, which applies
+the count rules of the contract:
+
+* a count at ``T`` sets on_hand to the counted quantity **as of T**: movements that occurred after ``T``
+  stay applied on top of it; a count older than the latest applied count changes nothing;
+* a movement that arrives late but occurred at or before the latest count no longer moves on_hand. It
+  is still reported as a movement, together with the adjustment that offsets it, so the ERP feed
+  conserves on_hand.
+
+The movements returned are ``(movement_type, signed_qty)`` pairs for the ERP feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .model import Position
+
+Movements = tuple[tuple[str, int], ...]
+Handler = Callable[[Position, int, int, str, int], tuple[Position, Movements]]
+
+#: a position's log is folded (oldest entries merged into on_hand) when it grows past this
+LOG_FOLD_AT = 64
+
+
+class CountOutsideHorizon(ValueError):
+    """A count older than the movements the position can still separate from on_hand."""
+
+
+def move_on_hand(position: Position, delta: int, at: int, movement: str, horizon_ms: int) -> tuple[Position, Movements]:
+    updated = max(position.updated_ms, at)
+    if position.count_ms is not None and at <= position.count_ms:
+        # Covered by a later count: on_hand already reflects it. Post it with its offset.
+        return position._replace(updated_ms=updated), ((movement, delta), ("adjustment", -delta))
+    if position.floor_ms is not None and at < position.floor_ms:
+        return position._replace(on_hand=position.on_hand + delta, updated_ms=updated), ((movement, delta),)
+    log = (*position.log, (at, delta))
+    floor = position.floor_ms
+    if len(log) > LOG_FOLD_AT:
+        cutoff = max(t for t, _ in log) - horizon_ms
+        kept = tuple(entry for entry in log if entry[0] >= cutoff)
+        if len(kept) < len(log):
+            log, floor = kept, cutoff if floor is None else max(floor, cutoff)
+    moved = position._replace(on_hand=position.on_hand + delta, updated_ms=updated, log=log, floor_ms=floor)
+    return moved, ((movement, delta),)
+
+
+def apply_count(position: Position, counted: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:
+    """on_hand := counted as of ``at``; the implied delta is posted as an ``adjustment``."""
+    if position.count_ms is not None and (at, ref) <= (position.count_ms, position.count_id):
+        return position, ()
+    if position.floor_ms is not None and at < position.floor_ms:
+        raise CountOutsideHorizon(f"count at {at} is older than {position.floor_ms}, the oldest movement kept")
+    later = tuple(entry for entry in position.log if entry[0] > at)
+    on_hand = counted + sum(delta for _, delta in later)
+    implied = on_hand - position.on_hand
+    counted_position = position._replace(on_hand=on_hand, count_ms=at, count_id=ref, log=later,
+                                         updated_ms=max(position.updated_ms, at))
+    return counted_position, ((("adjustment", implied),) if implied else ())
+
+
+def _on_hand(movement: str, sign: int) -> Handler:
+    def handler(position: Position, qty: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:
+        return move_on_hand(position, sign * qty, at, movement, horizon_ms)
+
+    return handler
+
+
+def _damaged(position: Position, qty: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:
+    damaged = position._replace(damaged=position.damaged + qty, updated_ms=max(position.updated_ms, at))
+    return damaged, (("return_damaged", qty),)
+
+
+def _ship_in(position: Position, qty: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:
+    return position._replace(in_transit=position.in_transit + qty, updated_ms=max(position.updated_ms, at)), ()
+
+
+def _receive(position: Position, qty: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:
+    arrived = position._replace(in_transit=max(0, position.in_transit - qty))
+    return move_on_hand(arrived, qty, at, "transfer_in", horizon_ms)
+
+
+def _policy(position: Position, qty: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:
+    return position._replace(safety_stock=qty, updated_ms=max(position.updated_ms, at)), ()
+
+
+HANDLERS: dict[str, Handler] = {
+    "sale": _on_hand("sale", -1),
+    "return": _on_hand("return", 1),
+    "return_damaged": _damaged,
+    "receipt": _on_hand("receipt", 1),
+    "transfer_out": _on_hand("transfer_out", -1),
+    "transfer_ship_in": _ship_in,
+    "transfer_in": _receive,
+    "adjustment": _on_hand("adjustment", 1),
+    "count": apply_count,
+    "policy": _policy,
+}
+
+#: movement types whose quantities move on_hand (the ERP conservation rule sums these)
+ON_HAND_MOVEMENTS = frozenset({"sale", "return", "receipt", "transfer_out", "transfer_in", "adjustment"})

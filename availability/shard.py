@@ -1,0 +1,311 @@
+"""The working state of one partition: every position, hold and remembered event id of the locations
+the partition owns, applied to in plain Python and drained as packed state records once per flush.
+
+Exactly-once effects on at-least-once input:
+
+* an ``event_id`` (per leg) applied within the dedupe window has no further effect;
+* every bucket record carries, per input topic, the offset of the last event it includes. After a
+  crash inside a flush, part of the flush may be in the changelog while the input offsets were not
+  committed: replayed events are then skipped per bucket, so nothing is applied twice;
+* records are drained in the order buckets, holds, ids, marker: a prefix of a flush is consistent (a
+  stored hold implies its buckets are stored; stored ids imply everything they cover is stored).
+
+The caller (the worker) writes the records in that order and then the marker alone.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from . import reservations as rsv
+from .dedupe import RecentIds
+from .events import AnyEvent, Reservation, Sale, epoch_ms
+from .ledger import HANDLERS, CountOutsideHorizon, Movements
+from .model import EMPTY, Position
+from .reservations import Hold
+from .routing import Leg, line_ops
+from .validation import Rejection
+from .wire import (
+    bucket_key,
+    bucket_of,
+    hold_from_wire,
+    hold_key,
+    hold_to_wire,
+    ids_key,
+    marker_key,
+    position_from_wire,
+    position_to_wire,
+)
+
+
+class Source(NamedTuple):
+    """Where an input came from: the code of its topic (``availability.topics.TOPIC_CODE``), its offset."""
+
+    code: int
+    offset: int
+
+
+class Movement(NamedTuple):
+    """An applied movement, for the ERP feed."""
+
+    sku: str
+    location_id: str
+    movement_type: str
+    qty: int
+    occurred_ms: int
+    event_id: str
+
+
+class Flush(NamedTuple):
+    records: list[tuple[str, Any]]  # (key, value or None to delete), in write order
+    marker: tuple[str, Any]
+    cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last flush
+    decisions: list[Hold]
+    movements: list[Movement]
+
+
+class _Bucket:
+    __slots__ = ("positions", "watermarks")
+
+    def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None):
+        self.watermarks = watermarks or {}
+        self.positions = positions or {}
+
+
+class PartitionState:
+    def __init__(self, partition: int, *, horizon_ms: int, dedupe_window_ms: int) -> None:
+        self.partition = partition
+        self.horizon_ms = horizon_ms
+        self.hold_retention_ms = dedupe_window_ms
+        self.buckets: dict[tuple[str, int], _Bucket] = {}
+        self.holds: dict[str, Hold] = {}
+        self.ids = RecentIds(dedupe_window_ms)
+        self.generation = 0
+        self._expiries: list[tuple[int, str]] = []
+        self._dirty_buckets: set[tuple[str, int]] = set()
+        self._dirty_positions: dict[tuple[str, str], None] = {}
+        self._dirty_holds: dict[str, None] = {}
+        self._dropped_generations: list[int] = []
+        self._decisions: list[Hold] = []
+        self._movements: list[Movement] = []
+        self._touched: set[tuple[str, int]] = set()
+        self._last_gc_ms = 0
+
+    # ---- reading -------------------------------------------------------------------------------
+    def position(self, location_id: str, sku: str) -> Position:
+        bucket = self.buckets.get((location_id, bucket_of(sku)))
+        return bucket.positions.get(sku, EMPTY) if bucket else EMPTY
+
+    def positions(self) -> Iterable[tuple[str, str, Position]]:
+        for (location_id, _), bucket in self.buckets.items():
+            for sku, position in bucket.positions.items():
+                yield sku, location_id, position
+
+    # ---- recovery ------------------------------------------------------------------------------
+    def resnapshot(self) -> None:
+        """Mark every position for the cache again (after recovery: the cache may have been lost)."""
+        for sku, location_id, _ in self.positions():
+            self._dirty_positions[(sku, location_id)] = None
+
+    def load(self, key: str, value: Any) -> None:
+        """Restore one state record of this partition (as written by :meth:`drain`)."""
+        kind, _, rest = key.split("|", 2) if key.count("|") >= 2 else (key[0], "", "")
+        if value is None:
+            return
+        if kind == "b":
+            location_id, _, bucket = rest.rpartition("|")
+            self.buckets[(location_id, int(bucket))] = _Bucket(
+                {int(code): offset for code, offset in value["w"].items()},
+                {sku: position_from_wire(data) for sku, data in value["p"].items()})
+        elif kind == "h":
+            hold = hold_from_wire(value)
+            self.holds[hold.reservation_id] = hold
+            if hold.live:
+                heapq.heappush(self._expiries, (hold.expires_ms, hold.reservation_id))
+        elif kind == "d":
+            self.ids.restore(int(rest), value["t"], value["ids"])
+            self.generation = max(self.generation, int(rest))
+        elif key.startswith("m|"):
+            self.generation = max(self.generation, value["generation"])
+
+    # ---- applying ------------------------------------------------------------------------------
+    def apply(self, event: AnyEvent, leg: Leg, source: Source, now_ms: int) -> Rejection | None:
+        """Apply one leg of a valid event; a :class:`Rejection` when it cannot be applied (state untouched).
+
+        A duplicate (same ``event_id`` and leg within the window) is not a rejection: it is ignored.
+        """
+        key = leg.dedupe_key(event.event_id)
+        if key in self.ids:
+            return None
+        try:
+            if isinstance(event, Reservation):
+                rejection = self._reservation(event, leg.location_id, source, now_ms)
+            else:
+                rejection = self._lines(event, leg, source)
+                if rejection is None and isinstance(event, Sale) and event.reservation_id:
+                    self._consume(event, source, now_ms)
+            if rejection is None:
+                self.ids.add(key)
+            return rejection
+        finally:
+            self._seal_touched(source)
+
+    def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
+        at = epoch_ms(event.occurred_at)
+        staged: dict[str, Position] = {}
+        movements: list[tuple[str, Movements]] = []
+        location_id = leg.location_id
+        for sku, operation, qty in line_ops(event, leg.leg):
+            if self._replayed(location_id, sku, source):
+                continue
+            current = staged.get(sku) or self.position(location_id, sku)
+            try:
+                staged[sku], moved = HANDLERS[operation](current, qty, at, event.event_id, self.horizon_ms)
+            except CountOutsideHorizon as exc:
+                return Rejection("count_outside_horizon", f"{sku}: {exc}")
+            movements.append((sku, moved))
+        for sku, position in staged.items():
+            self._store(location_id, sku, position)
+        self._movements.extend(Movement(sku, location_id, kind, qty, at, event.event_id)
+                               for sku, moved in movements for kind, qty in moved)
+        return None
+
+    def _reservation(self, event: Reservation, location_id: str, source: Source, now_ms: int) -> Rejection | None:
+        existing = self.holds.get(event.reservation_id)
+        if event.action == "release":
+            if existing is None or existing.location_id != location_id:
+                return Rejection("unknown_reservation",
+                                 f"reservation {event.reservation_id} is not held at {location_id}")
+            if existing.live:
+                released, freed = rsv.finish(existing, rsv.RELEASED, now_ms)
+                self._unreserve(location_id, freed, source, now_ms)
+                self._put_hold(released)
+            else:
+                self._decisions.append(existing)
+            return None
+        if existing is not None:  # idempotent on reservation_id: the original outcome stands
+            self._decisions.append(existing)
+            return None
+        lines = tuple((line.sku, line.qty) for line in event.lines or ())
+        # A hold replayed after a crash inside a flush already reserved (some of) its lines: it was held.
+        replayed = any(self._replayed(location_id, sku, source) for sku, _ in lines)
+        available = {sku: self.position(location_id, sku).ats for sku, _ in lines}
+        short = () if replayed else rsv.shortfalls(lines, available)
+        if short:
+            hold = Hold(event.reservation_id, location_id, rsv.REJECTED, lines, (), now_ms, now_ms, short,
+                        event.channel, event.event_id)
+        else:
+            hold = Hold(event.reservation_id, location_id, rsv.HELD, lines, lines,
+                        now_ms + event.ttl_seconds * 1000, now_ms, (), event.channel, event.event_id)
+            for sku, qty in lines:
+                self._change(location_id, sku, source, _reserve(qty, now_ms))
+            heapq.heappush(self._expiries, (hold.expires_ms, hold.reservation_id))
+        self._put_hold(hold)
+        return None
+
+    def _consume(self, sale: Sale, source: Source, now_ms: int) -> None:
+        hold = self.holds.get(sale.reservation_id or "")
+        if hold is None or not hold.live or hold.location_id != sale.location_id:
+            return
+        consumed, freed = rsv.consume(hold, {line.sku for line in sale.lines})
+        if freed:
+            self._unreserve(hold.location_id, freed, source, now_ms)
+            self._put_hold(consumed)
+
+    def tick(self, now_ms: int, source: Source) -> None:
+        """The owner's clock: expire holds due by ``now_ms``; forget ids and holds past the window."""
+        try:
+            while self._expiries and self._expiries[0][0] <= now_ms:
+                _, reservation_id = heapq.heappop(self._expiries)
+                hold = self.holds.get(reservation_id)
+                if hold is not None and hold.live and hold.expires_ms <= now_ms:
+                    expired, freed = rsv.finish(hold, rsv.EXPIRED, now_ms)
+                    self._unreserve(hold.location_id, freed, source, now_ms)
+                    self._put_hold(expired)
+        finally:
+            self._seal_touched(source)
+        self._dropped_generations.extend(self.ids.expire(now_ms))
+        if now_ms - self._last_gc_ms >= 60_000:
+            self._last_gc_ms = now_ms
+            cutoff = now_ms - self.hold_retention_ms
+            for reservation_id in [r for r, h in self.holds.items() if not h.live and h.decided_ms < cutoff]:
+                del self.holds[reservation_id]
+                self._dirty_holds[reservation_id] = None
+
+    # ---- state helpers -------------------------------------------------------------------------
+    def _replayed(self, location_id: str, sku: str, source: Source) -> bool:
+        bucket = self.buckets.get((location_id, bucket_of(sku)))
+        return bucket is not None and bucket.watermarks.get(source.code, -1) >= source.offset
+
+    def _store(self, location_id: str, sku: str, position: Position) -> None:
+        address = (location_id, bucket_of(sku))
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            bucket = self.buckets[address] = _Bucket()
+        bucket.positions[sku] = position
+        self._touched.add(address)
+        self._dirty_positions[(sku, location_id)] = None
+
+    def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position]) -> None:
+        if not self._replayed(location_id, sku, source):
+            self._store(location_id, sku, change(self.position(location_id, sku)))
+
+    def _unreserve(self, location_id: str, freed: tuple[tuple[str, int], ...], source: Source, now_ms: int) -> None:
+        for sku, qty in freed:
+            self._change(location_id, sku, source, _reserve(-qty, now_ms))
+
+    def _put_hold(self, hold: Hold) -> None:
+        self.holds[hold.reservation_id] = hold
+        self._dirty_holds[hold.reservation_id] = None
+        self._decisions.append(hold)
+
+    def _seal_touched(self, source: Source) -> None:
+        for address in self._touched:
+            self.buckets[address].watermarks[source.code] = source.offset
+            self._dirty_buckets.add(address)
+        self._touched.clear()
+
+    # ---- flushing ------------------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty_buckets or self._dirty_holds or self._decisions or self._dropped_generations
+                    or self.ids.pending or self._dirty_positions)
+
+    def drain(self, now_ms: int) -> Flush | None:
+        """Everything changed since the last drain, as state records in write order, or None."""
+        if not self.dirty:
+            return None
+        p = self.partition
+        records: list[tuple[str, Any]] = []
+        for location_id, number in sorted(self._dirty_buckets):
+            bucket = self.buckets[(location_id, number)]
+            records.append((bucket_key(p, location_id, number), {
+                "w": {str(code): offset for code, offset in bucket.watermarks.items()},
+                "p": {sku: position_to_wire(position) for sku, position in bucket.positions.items()}}))
+        for reservation_id in self._dirty_holds:
+            hold = self.holds.get(reservation_id)
+            records.append((hold_key(p, reservation_id), hold_to_wire(hold) if hold else None))
+        generation = self.generation + 1
+        ids = self.ids.seal(generation, now_ms)
+        if ids is not None:
+            self.generation = generation
+            records.append((ids_key(p, generation), {"t": now_ms, "ids": ids}))
+        records.extend((ids_key(p, dropped), None) for dropped in self._dropped_generations)
+        cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
+        flush = Flush(records, (marker_key(p), {"generation": self.generation, "at": now_ms}), cache,
+                      self._decisions, self._movements)
+        self._dirty_buckets, self._dirty_holds, self._dirty_positions = set(), {}, {}
+        self._dropped_generations, self._decisions, self._movements = [], [], []
+        return flush
+
+
+
+def _reserve(qty: int, now_ms: int) -> Callable[[Position], Position]:
+    """reserved += qty (never below 0)."""
+
+    def change(position: Position) -> Position:
+        return position._replace(reserved=max(0, position.reserved + qty), updated_ms=max(position.updated_ms, now_ms))
+
+    return change

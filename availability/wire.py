@@ -1,0 +1,115 @@
+"""Wire shapes shared by the worker and the API, as plain JSON-able structures.
+
+The processes serialize them (orjson); this module only fixes the shapes, so a field order or a key
+format is defined once. State record keys carry the owning partition, so a partition's records can be
+picked out of the table after recovery:
+
+=================================  ==========================================================
+``b|{p}|{location}|{bucket}``      positions of one location whose SKU hashes to ``bucket``,
+                                   with the input offsets they include (``w``)
+``h|{p}|{reservation_id}``         one hold
+``d|{p}|{generation}``             the event ids first applied in one flush
+``m|{p}``                          the flush marker: the last generation, written alone, last
+=================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+from .model import Position
+from .reservations import Hold, Shortfall
+
+#: positions of a location are packed into this many bucket records. Contract: changing it
+#: re-keys the stored state.
+BUCKETS = 16
+
+
+def bucket_of(sku: str) -> int:
+    return zlib.crc32(sku.encode()) % BUCKETS
+
+
+def bucket_key(partition: int, location_id: str, bucket: int) -> str:
+    return f"b|{partition}|{location_id}|{bucket}"
+
+
+def hold_key(partition: int, reservation_id: str) -> str:
+    return f"h|{partition}|{reservation_id}"
+
+
+def ids_key(partition: int, generation: int) -> str:
+    return f"d|{partition}|{generation}"
+
+
+def marker_key(partition: int) -> str:
+    return f"m|{partition}"
+
+
+def partition_of_key(key: str) -> int | None:
+    parts = key.split("|", 2)
+    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+def position_to_wire(position: Position) -> list[Any]:
+    return [*position[:9], [list(entry) for entry in position.log]]
+
+
+def position_from_wire(data: list[Any]) -> Position:
+    on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms, log = data
+    return Position(on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms,
+                    tuple((int(t), int(d)) for t, d in log))
+
+
+def hold_to_wire(hold: Hold) -> list[Any]:
+    return [hold.reservation_id, hold.location_id, hold.status, [list(x) for x in hold.lines],
+            [list(x) for x in hold.remaining], hold.expires_ms, hold.decided_ms,
+            [list(s) for s in hold.shortfalls], hold.channel, hold.event_id]
+
+
+def hold_from_wire(data: list[Any]) -> Hold:
+    rid, location, status, lines, remaining, expires_ms, decided_ms, shorts, channel, event_id = data
+    return Hold(rid, location, status, tuple((s, q) for s, q in lines), tuple((s, q) for s, q in remaining),
+                expires_ms, decided_ms, tuple(Shortfall(*s) for s in shorts), channel, event_id)
+
+
+def cache_value(position: Position) -> list[int]:
+    """What the API reads per (SKU, location): one field of the SKU's hash."""
+    return [position.on_hand, position.reserved, position.in_transit, position.damaged,
+            position.safety_stock, position.updated_ms]
+
+
+def rfc3339(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def answer_location(location_id: str, value: list[int]) -> dict[str, Any]:
+    """One location of an availability answer, from its cache value."""
+    on_hand, reserved, in_transit, damaged, safety_stock, updated_ms = value
+    return {"location_id": location_id, "ats": max(0, on_hand - reserved - safety_stock), "on_hand": on_hand,
+            "reserved": reserved, "in_transit": in_transit, "damaged": damaged, "safety_stock": safety_stock,
+            "updated_at": rfc3339(updated_ms)}
+
+
+def decision(hold: Hold) -> dict[str, Any]:
+    """A reservation's status as the API returns it (and as it is cached)."""
+    body: dict[str, Any] = {
+        "reservation_id": hold.reservation_id, "location_id": hold.location_id, "status": hold.status,
+        "lines": [{"sku": sku, "qty": qty} for sku, qty in hold.lines],
+        "remaining": [{"sku": sku, "qty": qty} for sku, qty in hold.remaining],
+        "decided_at": rfc3339(hold.decided_ms),
+    }
+    if hold.status != "rejected":
+        body["expires_at"] = rfc3339(hold.expires_ms)
+    if hold.shortfalls:
+        body["shortfalls"] = [s._asdict() for s in hold.shortfalls]
+    if hold.channel:
+        body["channel"] = hold.channel
+    return body
+
+
+def dead_letter(reason: str, detail: str, topic: str, partition: int, offset: int, payload: str | None,
+                ) -> dict[str, Any]:
+    return {"reason": reason, "detail": detail, "topic": topic, "partition": partition, "offset": offset,
+            "payload": payload}

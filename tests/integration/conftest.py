@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from availability import topics
+from availability.routing import owner_partition
+from streams import embedded
+from streams.admin import ensure_topics
+from tests.builders import receipt, ref
+
+from .cluster import Cluster, eventually
+
+
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of this module's own (its topics get this module's partition count)."""
+    if url := os.environ.get("ATS_TEST_BROKER_URL"):
+        yield url
+        return
+    try:
+        server = embedded.start_broker(tmp_path_factory.mktemp("broker"))
+    except Exception as exc:
+        pytest.fail(f"could not start a broker: {exc!r}")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def engine(module_broker: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
+                 ) -> AsyncIterator[Cluster]:
+    """One running worker (8 partitions) for a module's tests; tests use fresh SKUs and locations."""
+    cluster = Cluster(module_broker, redis_url, tmp_path_factory.mktemp("engine"), partitions=8)
+    await ensure_topics(cluster.settings)
+    cluster.start_worker()
+    try:
+        await ready(cluster)
+        yield cluster
+    finally:
+        await cluster.close()
+
+
+async def ready(cluster: Cluster, timeout: float = 90) -> None:
+    """A probe receipt shows up in the cache: the worker has joined, recovered and is applying."""
+    probe_location, probe_sku = ref("probe"), ref("SKU")
+    await cluster.send(topics.RECEIPTS, receipt(probe_location, (probe_sku, 1)))
+    await eventually(lambda: cluster.position(probe_sku, probe_location), timeout=timeout, what="worker ready")
+
+
+def locations_on_distinct_partitions(partitions: int) -> Callable[[], tuple[str, str]]:
+    def pick() -> tuple[str, str]:
+        first = ref("S")
+        while True:
+            second = ref("S")
+            if owner_partition(second, partitions) != owner_partition(first, partitions):
+                return first, second
+    return pick
+
+
+@pytest.fixture
+def two_partitions_apart() -> tuple[str, str]:
+    return locations_on_distinct_partitions(8)()
+
