@@ -36,7 +36,10 @@ def move_on_hand(position: Position, delta: int, at: int, movement: str, horizon
         return position._replace(updated_ms=updated), ((movement, delta), ("adjustment", -delta))
     if position.floor_ms is not None and at < position.floor_ms:
         return position._replace(on_hand=position.on_hand + delta, updated_ms=updated), ((movement, delta),)
-    log = (*position.log, (at, delta))
+    if position.log and position.log[-1][0] == at:  # same instant: one entry (a basket, a burst)
+        log = (*position.log[:-1], (at, position.log[-1][1] + delta))
+    else:
+        log = (*position.log, (at, delta))
     floor = position.floor_ms
     if len(log) > LOG_FOLD_AT:
         cutoff = max(t for t, _ in log) - horizon_ms

@@ -87,14 +87,16 @@ class Cluster:
         metadata = await self.producer.send_and_wait(topic, value, key=raw_key)
         return metadata.topic, metadata.partition, metadata.offset
 
-    async def send_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    async def send_many(self, messages: list[tuple[str, dict[str, Any], str | None]]) -> None:
+        """Produce many ``(topic, event, key)``; a key of None means the event's location."""
         if self.producer is None:
-            await self.send(topics.SALES, None, key=b"warm-up")
-        assert self.producer is not None
+            self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
+                                             linger_ms=5)
+            await self.producer.start()
         futures = []
-        for topic, event in messages:
-            key = event.get("location_id") or event.get("from_location_id")
-            futures.append(await self.producer.send(topic, orjson.dumps(event), key=key.encode()))
+        for topic, event, key in messages:
+            key = key or event.get("location_id") or event.get("from_location_id")
+            futures.append(await self.producer.send(topic, orjson.dumps(event), key=str(key).encode()))
         await asyncio.gather(*futures)
 
     # ---- output --------------------------------------------------------------------------------

@@ -40,6 +40,19 @@ def test_bad_configuration_stops_with_the_variable_named(command: str) -> None:
     assert "Traceback" not in out.stderr
 
 
+def _eventually_ready(url: str, *, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
 def _descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -72,8 +85,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.timeout(240)
 def test_ats_up_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     port = embedded.free_port()
-    env = _env(ATS_API_PORT=str(port), ATS_DATA_DIR=str(tmp_path / "data"), ATS_PARTITIONS="2",
-               ATS_STORE="memory")
+    env = _env(ATS_API_PORT=str(port), ATS_DATA_DIR=str(tmp_path / "data"), ATS_PARTITIONS="2")
     up = subprocess.Popen([*ATS, "up"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     lines: list[str] = []
     try:
@@ -92,6 +104,7 @@ def test_ats_up_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
         assert "dev token        dev-" in output
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
+        assert _eventually_ready(f"http://127.0.0.1:{port}/readyz", timeout=90)  # the worker joined
         children = _descendants(up.pid)
         assert len(children) >= 4, children  # broker, cache, worker, API
     finally:

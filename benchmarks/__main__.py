@@ -1,0 +1,14 @@
+"""``make bench``: run every benchmark and print its figure beside its baseline."""
+
+from __future__ import annotations
+
+from . import domain
+
+
+def main() -> None:
+    for name, run in (("domain apply", domain.main),):
+        print(f"== {name}")
+        run()
+
+
+main()

@@ -1,0 +1,133 @@
+"""Crash and replay: kill -9 a worker mid-stream, restart it on an empty data dir, compare with the
+arithmetic of the events produced (the contract worked by hand, not the engine's own output).
+
+Each test runs on a broker of its own so that it can choose the partition count. The broker's end
+offsets are wrong for multi-record batches (``../shared/EMBEDDED.md``); the changelog here is written in
+multi-record batches, so these tests are also what proves recovery reads it whole.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from availability import topics
+from streams import embedded
+from streams.admin import ensure_topics
+from tests.builders import delta, receipt, ref, sale, transfer
+
+from .cluster import Cluster, eventually
+from .conftest import ready
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+Key = tuple[str, str]
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[str]:
+    try:
+        server = embedded.start_broker(tmp_path / "broker")
+    except Exception as exc:
+        pytest.fail(f"could not start a broker: {exc!r}")
+    yield server.url
+    server.stop()
+
+
+def workload(rng: random.Random, count: int) -> tuple[list[tuple[str, dict[str, Any], str | None]],
+                                                      dict[Key, list[int]]]:
+    """Events with duplicates and wrong keys, and the state they imply: ``{(sku, loc): [on_hand, in_transit]}``."""
+    stores = [ref("S") for _ in range(6)]
+    skus = [ref("SKU") for _ in range(30)]
+    expected: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+    messages: list[tuple[str, dict[str, Any], str | None]] = []
+    for _ in range(count):
+        store, sku, qty = rng.choice(stores), rng.choice(skus), rng.randint(1, 5)
+        roll = rng.random()
+        if roll < 0.35:
+            event, topic = receipt(store, (sku, qty)), topics.RECEIPTS
+            expected[(sku, store)][0] += qty
+        elif roll < 0.75:
+            event, topic = sale(store, (sku, qty)), topics.SALES
+            expected[(sku, store)][0] -= qty
+        elif roll < 0.85:
+            event, topic = delta(store, (sku, -qty)), topics.ADJUSTMENTS
+            expected[(sku, store)][0] -= qty
+        else:
+            other = rng.choice([s for s in stores if s != store])
+            event, topic = transfer(store, other, "shipped", (sku, qty)), topics.TRANSFERS
+            expected[(sku, store)][0] -= qty
+            expected[(sku, other)][1] += qty
+        key = f"till-{rng.randint(0, 99)}" if rng.random() < 0.1 else None
+        messages.append((topic, event, key))
+        if rng.random() < 0.05:  # a redelivery: no further effect
+            messages.append((topic, event, None))
+    return messages, dict(expected)
+
+
+async def matches(cluster: Cluster, expected: dict[Key, list[int]]) -> bool:
+    for (sku, store), (on_hand, in_transit) in expected.items():
+        value = await cluster.position(sku, store)
+        if value is None or value[0] != on_hand or value[2] != in_transit:
+            return False
+    return True
+
+
+async def differences(cluster: Cluster, expected: dict[Key, list[int]]) -> list[str]:
+    wrong = []
+    for (sku, store), want in expected.items():
+        value = await cluster.position(sku, store)
+        got = [value[0], value[2]] if value else None
+        if got != want:
+            wrong.append(f"{sku}@{store}: {got} != {want}")
+    return wrong
+
+
+async def converge(cluster: Cluster, expected: dict[Key, list[int]], timeout: float) -> None:
+    try:
+        await eventually(lambda: matches(cluster, expected), timeout=timeout, what="expected state")
+    except AssertionError:
+        wrong = await differences(cluster, expected)
+        raise AssertionError(f"{len(wrong)} positions differ, e.g. {wrong[:5]}") from None
+
+
+@pytest.mark.parametrize(("partitions", "store", "wipe"), [
+    (1, "memory", True),
+    (8, "memory", True),
+    (8, "rocksdb", False),
+])
+async def test_kill_mid_stream_and_restart(own_broker: str, redis_url: str, tmp_path: Path,
+                                           partitions: int, store: str, wipe: bool) -> None:
+    cluster = Cluster(own_broker, redis_url, tmp_path, partitions=partitions, store=store)
+    await ensure_topics(cluster.settings)
+    messages, expected = workload(random.Random(partitions), 3000)
+    try:
+        cluster.start_worker("w0")
+        await ready(cluster)
+        half = len(messages) // 2
+        await cluster.send_many(messages[:half])
+        first = next(iter(expected))
+        await eventually(lambda: cluster.position(*first), timeout=30, what="some progress")
+        cluster.kill("w0")  # SIGKILL, mid-stream: no commit, no flush, no leave-group
+        cluster.start_worker("w0", wipe=wipe)
+        await cluster.send_many(messages[half:])
+        await converge(cluster, expected, timeout=120)
+        assert "ConsistencyError" not in cluster.log("w0")
+
+        # The changelog alone rebuilds the same state, and the cache is re-written from it.
+        cluster.stop("w0")
+        for sku in {sku for sku, _ in expected}:
+            await cluster.cache.delete(topics.position_key(sku))
+        started = time.monotonic()
+        cluster.start_worker("w1", wipe=True)
+        await converge(cluster, expected, timeout=120)
+        print(f"\nrebuilt {len(expected)} positions from the changelog in {time.monotonic() - started:.1f} s "
+              f"({partitions} partitions, {store})")
+    finally:
+        await cluster.close()
