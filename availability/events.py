@@ -9,7 +9,7 @@ reservation-consuming sale into a plain one).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -160,6 +160,10 @@ EVENT_TYPES: dict[str, type[AnyEvent]] = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def epoch_ms(moment: datetime) -> int:
-    """Business time as integer milliseconds since the epoch (positions never hold datetimes)."""
-    return int(moment.timestamp() * 1000)
+    """Business time as integer milliseconds since the epoch, exactly (no float on the way)."""
+    return (moment - _EPOCH) // _MILLISECOND

@@ -36,6 +36,9 @@ class Hold(NamedTuple):
     shortfalls: tuple[Shortfall, ...] = ()
     channel: str | None = None
     event_id: str = ""
+    #: (topic code, offset) of the event that created the hold: a release earlier in the same input
+    #: (replayed after a crash) must not find it
+    origin: tuple[int, int] = (-1, -1)
 
     @property
     def live(self) -> bool:

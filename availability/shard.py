@@ -67,11 +67,16 @@ class Flush(NamedTuple):
 
 
 class _Bucket:
-    __slots__ = ("positions", "watermarks")
+    """Positions of one location bucket, the input offsets they include, and the hold decisions taken in
+    the flush that wrote them (so a hold replayed after a crash inside that flush gets the same answer)."""
 
-    def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None):
+    __slots__ = ("decisions", "positions", "watermarks")
+
+    def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
+                 decisions: dict[str, list[Any]] | None = None):
         self.watermarks = watermarks or {}
         self.positions = positions or {}
+        self.decisions = decisions or {}
 
 
 class PartitionState:
@@ -118,7 +123,8 @@ class PartitionState:
             location_id, _, bucket = rest.rpartition("|")
             self.buckets[(location_id, int(bucket))] = _Bucket(
                 {int(code): offset for code, offset in value["w"].items()},
-                {sku: position_from_wire(data) for sku, data in value["p"].items()})
+                {sku: position_from_wire(data) for sku, data in value["p"].items()},
+                value.get("d") or {})
         elif kind == "h":
             hold = hold_from_wire(value)
             self.holds[hold.reservation_id] = hold
@@ -146,8 +152,8 @@ class PartitionState:
                 rejection = self._lines(event, leg, source)
                 if rejection is None and isinstance(event, Sale) and event.reservation_id:
                     self._consume(event, source, now_ms)
-            if rejection is None:
-                self.ids.add(key)
+            # A refused event is remembered too: its replay is refused again, never applied later.
+            self.ids.add(key)
             return rejection
         finally:
             self._seal_touched(source)
@@ -175,7 +181,7 @@ class PartitionState:
     def _reservation(self, event: Reservation, location_id: str, source: Source, now_ms: int) -> Rejection | None:
         existing = self.holds.get(event.reservation_id)
         if event.action == "release":
-            if existing is None or existing.location_id != location_id:
+            if existing is None or existing.location_id != location_id or _after(existing.origin, source):
                 return Rejection("unknown_reservation",
                                  f"reservation {event.reservation_id} is not held at {location_id}")
             if existing.live:
@@ -189,19 +195,25 @@ class PartitionState:
             self._decisions.append(existing)
             return None
         lines = tuple((line.sku, line.qty) for line in event.lines or ())
-        # A hold replayed after a crash inside a flush already reserved (some of) its lines: it was held.
-        replayed = any(self._replayed(location_id, sku, source) for sku, _ in lines)
-        available = {sku: self.position(location_id, sku).ats for sku, _ in lines}
-        short = () if replayed else rsv.shortfalls(lines, available)
+        recorded = self._recorded_decision(location_id, lines, event.reservation_id)
+        if recorded is not None:  # replayed after a crash inside the flush that decided it
+            short = tuple(rsv.Shortfall(*entry) for entry in recorded[1])
+        else:
+            short = rsv.shortfalls(lines, {sku: self.position(location_id, sku).ats for sku, _ in lines})
         if short:
             hold = Hold(event.reservation_id, location_id, rsv.REJECTED, lines, (), now_ms, now_ms, short,
-                        event.channel, event.event_id)
+                        event.channel, event.event_id, (source.code, source.offset))
         else:
             hold = Hold(event.reservation_id, location_id, rsv.HELD, lines, lines,
-                        now_ms + event.ttl_seconds * 1000, now_ms, (), event.channel, event.event_id)
+                        now_ms + event.ttl_seconds * 1000, now_ms, (), event.channel, event.event_id,
+                        (source.code, source.offset))
             for sku, qty in lines:
                 self._change(location_id, sku, source, _reserve(qty, now_ms))
             heapq.heappush(self._expiries, (hold.expires_ms, hold.reservation_id))
+        for sku, _ in lines:  # the decision travels with the buckets it reads
+            decision = [hold.status, [list(x) for x in short]]
+            self._bucket(location_id, sku).decisions[event.reservation_id] = decision
+            self._touched.add((location_id, bucket_of(sku)))
         self._put_hold(hold)
         return None
 
@@ -235,17 +247,28 @@ class PartitionState:
                 self._dirty_holds[reservation_id] = None
 
     # ---- state helpers -------------------------------------------------------------------------
+    def _recorded_decision(self, location_id: str, lines: tuple[tuple[str, int], ...],
+                           reservation_id: str) -> list[Any] | None:
+        for sku, _ in lines:
+            bucket = self.buckets.get((location_id, bucket_of(sku)))
+            if bucket is not None and reservation_id in bucket.decisions:
+                return bucket.decisions[reservation_id]
+        return None
+
+    def _bucket(self, location_id: str, sku: str) -> _Bucket:
+        address = (location_id, bucket_of(sku))
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            bucket = self.buckets[address] = _Bucket()
+        return bucket
+
     def _replayed(self, location_id: str, sku: str, source: Source) -> bool:
         bucket = self.buckets.get((location_id, bucket_of(sku)))
         return bucket is not None and bucket.watermarks.get(source.code, -1) >= source.offset
 
     def _store(self, location_id: str, sku: str, position: Position) -> None:
-        address = (location_id, bucket_of(sku))
-        bucket = self.buckets.get(address)
-        if bucket is None:
-            bucket = self.buckets[address] = _Bucket()
-        bucket.positions[sku] = position
-        self._touched.add(address)
+        self._bucket(location_id, sku).positions[sku] = position
+        self._touched.add((location_id, bucket_of(sku)))
         self._dirty_positions[(sku, location_id)] = None
 
     def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position]) -> None:
@@ -263,7 +286,8 @@ class PartitionState:
 
     def _seal_touched(self, source: Source) -> None:
         for address in self._touched:
-            self.buckets[address].watermarks[source.code] = source.offset
+            watermarks = self.buckets[address].watermarks
+            watermarks[source.code] = max(watermarks.get(source.code, -1), source.offset)  # never back
             self._dirty_buckets.add(address)
         self._touched.clear()
 
@@ -281,9 +305,11 @@ class PartitionState:
         records: list[tuple[str, Any]] = []
         for location_id, number in sorted(self._dirty_buckets):
             bucket = self.buckets[(location_id, number)]
-            records.append((bucket_key(p, location_id, number), {
-                "w": {str(code): offset for code, offset in bucket.watermarks.items()},
-                "p": {sku: position_to_wire(position) for sku, position in bucket.positions.items()}}))
+            record = {"w": {str(code): offset for code, offset in bucket.watermarks.items()},
+                      "p": {sku: position_to_wire(position) for sku, position in bucket.positions.items()}}
+            if bucket.decisions:
+                record["d"], bucket.decisions = bucket.decisions, {}
+            records.append((bucket_key(p, location_id, number), record))
         for reservation_id in self._dirty_holds:
             hold = self.holds.get(reservation_id)
             records.append((hold_key(p, reservation_id), hold_to_wire(hold) if hold else None))
@@ -300,6 +326,11 @@ class PartitionState:
         self._dropped_generations, self._decisions, self._movements = [], [], []
         return flush
 
+
+
+def _after(origin: tuple[int, int], source: Source) -> bool:
+    """Whether ``origin`` comes later than ``source`` in the same input (same topic, same partition)."""
+    return origin[0] == source.code and origin[1] > source.offset
 
 
 def _reserve(qty: int, now_ms: int) -> Callable[[Position], Position]:

@@ -65,13 +65,14 @@ def position_from_wire(data: list[Any]) -> Position:
 def hold_to_wire(hold: Hold) -> list[Any]:
     return [hold.reservation_id, hold.location_id, hold.status, [list(x) for x in hold.lines],
             [list(x) for x in hold.remaining], hold.expires_ms, hold.decided_ms,
-            [list(s) for s in hold.shortfalls], hold.channel, hold.event_id]
+            [list(s) for s in hold.shortfalls], hold.channel, hold.event_id, list(hold.origin)]
 
 
 def hold_from_wire(data: list[Any]) -> Hold:
-    rid, location, status, lines, remaining, expires_ms, decided_ms, shorts, channel, event_id = data
+    rid, location, status, lines, remaining, expires_ms, decided_ms, shorts, channel, event_id, origin = data
     return Hold(rid, location, status, tuple((s, q) for s, q in lines), tuple((s, q) for s, q in remaining),
-                expires_ms, decided_ms, tuple(Shortfall(*s) for s in shorts), channel, event_id)
+                expires_ms, decided_ms, tuple(Shortfall(*s) for s in shorts), channel, event_id,
+                (int(origin[0]), int(origin[1])))
 
 
 def cache_value(position: Position) -> list[int]:
