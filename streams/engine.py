@@ -35,6 +35,7 @@ from faust.types import EventT
 from redis.asyncio import Redis
 
 from availability import topics, wire
+from availability.routing import legs
 from availability.settings import Settings
 from availability.shard import Flush, PartitionState, Source
 from availability.validation import EventRejected, Rejection, validate_event
@@ -98,7 +99,7 @@ class Engine:
         except EventRejected as exc:
             batch.dead(exc.rejection, message.topic, message.partition, message.offset, message.value)
             return
-        for leg in self.router.legs(event):
+        for leg in legs(event):
             owner = self.router.owner(leg.location_id)
             if owner != message.partition:
                 batch.routed[owner].append(self.router.leg_message(
@@ -120,7 +121,7 @@ class Engine:
         except EventRejected as exc:  # validated before routing; only a changed rule gets here
             batch.dead(exc.rejection, *origin, payload)
             return
-        for leg in self.router.legs(event):
+        for leg in legs(event):
             if leg.leg != envelope["leg"] or leg.location_id != envelope["location_id"]:
                 continue
             if self.router.owner(leg.location_id) != message.partition:
@@ -142,11 +143,10 @@ class Engine:
         started = time.monotonic()
         state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000)
-        prefix = f"|{partition}|"
         records = 0
         for raw_key, raw_value in self.table.data.items():
             key = raw_key.decode()
-            if key[1 : 2 + len(prefix) - 1] == prefix and raw_value is not None:
+            if raw_value is not None and wire.partition_of_key(key) == partition:
                 state.load(key, orjson.loads(raw_value))
                 records += 1
         state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns

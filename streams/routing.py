@@ -6,8 +6,7 @@ from functools import lru_cache
 
 import orjson
 
-from availability.events import AnyEvent
-from availability.routing import Leg, legs, owner_partition
+from availability.routing import Leg, owner_partition
 
 
 class Router:
@@ -17,10 +16,6 @@ class Router:
 
     def _owner(self, location_id: str) -> int:
         return owner_partition(location_id, self.partitions)
-
-    @staticmethod
-    def legs(event: AnyEvent) -> tuple[Leg, ...]:
-        return legs(event)
 
     @staticmethod
     def leg_message(leg: Leg, topic: str, partition: int, offset: int, payload: bytes) -> tuple[bytes, bytes]:

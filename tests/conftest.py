@@ -7,9 +7,7 @@ that cannot start its server **fails** the tests that need it; it never skips.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,15 +75,3 @@ def redis_url(services_dir: Path) -> Iterator[str]:
         server.stop()
 
 
-def random_ref(prefix: str) -> str:
-    """Fresh ids per test, so tests sharing the session's broker and cache never see each other."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("ATS_"):
-            monkeypatch.delenv(key)
-    with contextlib.suppress(FileNotFoundError):
-        monkeypatch.chdir(Path(__file__).parent.parent)

@@ -73,30 +73,31 @@ class Cluster:
         await self.cache.aclose()
 
     # ---- input ---------------------------------------------------------------------------------
-    async def send(self, topic: str, event: dict[str, Any] | bytes | None, *, key: str | bytes | None = None,
-                   ) -> tuple[str, int, int]:
-        """Produce one message; returns where it landed ``(topic, partition, offset)``."""
+    async def _producer(self) -> AIOKafkaProducer:
         if self.producer is None:
             self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
                                              linger_ms=5)
             await self.producer.start()
+        return self.producer
+
+    async def send(self, topic: str, event: dict[str, Any] | bytes | None, *, key: str | bytes | None = None,
+                   ) -> tuple[str, int, int]:
+        """Produce one message; returns where it landed ``(topic, partition, offset)``."""
+        producer = await self._producer()
         value = orjson.dumps(event) if isinstance(event, dict) else event
         if key is None and isinstance(event, dict):
             key = event.get("location_id") or event.get("from_location_id")
         raw_key = key.encode() if isinstance(key, str) else key
-        metadata = await self.producer.send_and_wait(topic, value, key=raw_key)
+        metadata = await producer.send_and_wait(topic, value, key=raw_key)
         return metadata.topic, metadata.partition, metadata.offset
 
     async def send_many(self, messages: list[tuple[str, dict[str, Any], str | None]]) -> None:
         """Produce many ``(topic, event, key)``; a key of None means the event's location."""
-        if self.producer is None:
-            self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
-                                             linger_ms=5)
-            await self.producer.start()
+        producer = await self._producer()
         futures = []
         for topic, event, key in messages:
             key = key or event.get("location_id") or event.get("from_location_id")
-            futures.append(await self.producer.send(topic, orjson.dumps(event), key=str(key).encode()))
+            futures.append(await producer.send(topic, orjson.dumps(event), key=str(key).encode()))
         await asyncio.gather(*futures)
 
     # ---- output --------------------------------------------------------------------------------

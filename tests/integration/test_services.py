@@ -9,12 +9,12 @@ from redis.asyncio import Redis
 from availability import topics
 from availability.settings import load_settings
 from streams.admin import TopicLayoutError, ensure_topics
-from tests.conftest import random_ref
+from tests.builders import ref
 
 
 async def test_cache_round_trip(redis_url: str) -> None:
     cache = Redis.from_url(redis_url)
-    key = random_ref("probe")
+    key = ref("probe")
     await cache.set(key, b"1", ex=10)
     assert await cache.get(key) == b"1"
     await cache.aclose()
@@ -22,13 +22,13 @@ async def test_cache_round_trip(redis_url: str) -> None:
 
 async def test_broker_round_trip(broker_url: str) -> None:
     settings = load_settings({"ATS_BROKER_URL": broker_url})
-    topic = random_ref("probe")
+    topic = ref("probe")
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     await producer.send_and_wait(topic, b"hello", key=b"k")
     await producer.stop()
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=random_ref("g"))
+                                auto_offset_reset="earliest", group_id=ref("g"))
     await consumer.start()
     try:
         batch = await consumer.getmany(timeout_ms=10_000)
