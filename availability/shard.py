@@ -8,9 +8,12 @@ Exactly-once effects on at-least-once input:
   crash inside a flush, part of the flush may be in the changelog while the input offsets were not
   committed: replayed events are then skipped per bucket, so nothing is applied twice;
 * records are drained in the order buckets, holds, ids, marker: a prefix of a flush is consistent (a
-  stored hold implies its buckets are stored; stored ids imply everything they cover is stored).
+  stored hold implies its buckets are stored; stored ids imply everything they cover is stored);
+* the marker, written last, carries :attr:`PartitionState.inputs`: per input, the next offset the state
+  has not consumed. Everything below it is in the state (or in outputs flushed before it), so a worker
+  resumes every input exactly there, whatever offsets the consumer group committed.
 
-The caller (the worker) writes the records in that order and then the marker alone.
+The caller (the worker) writes the records in that order, the marker last.
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ class PartitionState:
         self._movements: list[Movement] = []
         self._touched: set[tuple[str, int]] = set()
         self._last_gc_ms = 0
+        self.inputs: dict[int, int] = {}  # input topic code → next offset not yet consumed
+        self._inputs_moved = False
 
     # ---- reading -------------------------------------------------------------------------------
     def position(self, location_id: str, sku: str) -> Position:
@@ -135,6 +140,25 @@ class PartitionState:
             self.generation = max(self.generation, int(rest))
         elif key.startswith("m|"):
             self.generation = max(self.generation, value["generation"])
+            self.inputs = {int(code): offset for code, offset in value.get("inputs", {}).items()}
+
+    # ---- input positions -----------------------------------------------------------------------
+    def expects(self, code: int) -> int | None:
+        """The next offset of input ``code`` this state has not consumed (None: it has consumed none)."""
+        return self.inputs.get(code)
+
+    def begin(self, code: int, offset: int) -> None:
+        """Input ``code`` has never reached this state: consume it from ``offset`` (its beginning)."""
+        self.inputs.setdefault(code, offset)
+
+    def consumed(self, source: Source, *, quiet: bool = False) -> None:
+        """Everything of ``source``'s input up to its offset is now in this state or its outputs.
+
+        ``quiet``: not worth a marker of its own (a clock tick that changed nothing); the next flush
+        records it anyway, and replaying a tick is harmless.
+        """
+        self.inputs[source.code] = source.offset + 1
+        self._inputs_moved = self._inputs_moved or not quiet
 
     # ---- applying ------------------------------------------------------------------------------
     def apply(self, event: AnyEvent, leg: Leg, source: Source, now_ms: int) -> Rejection | None:
@@ -295,7 +319,7 @@ class PartitionState:
     @property
     def dirty(self) -> bool:
         return bool(self._dirty_buckets or self._dirty_holds or self._decisions or self._dropped_generations
-                    or self.ids.pending or self._dirty_positions)
+                    or self.ids.pending or self._dirty_positions or self._inputs_moved)
 
     def drain(self, now_ms: int) -> Flush | None:
         """Everything changed since the last drain, as state records in write order, or None."""
@@ -320,10 +344,12 @@ class PartitionState:
             records.append((ids_key(p, generation), {"t": now_ms, "ids": ids}))
         records.extend((ids_key(p, dropped), None) for dropped in self._dropped_generations)
         cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
-        flush = Flush(records, (marker_key(p), {"generation": self.generation, "at": now_ms}), cache,
-                      self._decisions, self._movements)
+        marker = {"generation": self.generation, "at": now_ms,
+                  "inputs": {str(code): offset for code, offset in self.inputs.items()}}
+        flush = Flush(records, (marker_key(p), marker), cache, self._decisions, self._movements)
         self._dirty_buckets, self._dirty_holds, self._dirty_positions = set(), {}, {}
         self._dropped_generations, self._decisions, self._movements = [], [], []
+        self._inputs_moved = False
         return flush
 
 

@@ -9,7 +9,7 @@ picked out of the table after recovery:
                                    with the input offsets they include (``w``)
 ``h|{p}|{reservation_id}``         one hold
 ``d|{p}|{generation}``             the event ids first applied in one flush
-``m|{p}``                          the flush marker: the last generation, written alone, last
+``m|{p}``                          the flush marker: last generation and input offsets; written last
 =================================  ==========================================================
 """
 

@@ -3,18 +3,23 @@ domain (:class:`availability.shard.PartitionState`) and flushes each batch.
 
 One batch, in this order (the order is what makes at-least-once input give exactly-once effects):
 
-1. **apply** every event in memory: validate, re-route legs owned by another partition, dead-letter
+1. **apply** every event in memory, in offset order per input partition from the offset the state
+   expects next (:mod:`streams.gate`): validate, re-route legs owned by another partition, dead-letter
    what cannot be applied, decide holds;
 2. **outputs**: produce the re-routed legs and dead letters;
 3. **cache**: write the snapshot of every changed position (one hash per SKU, pipelined) and every
    reservation decision (then publish it). Snapshots are idempotent: a replay rewrites the same values;
-4. **changelog**: write each partition's state records (buckets, holds, ids), wait for delivery, then
-   write the partition's marker record alone. The lone marker keeps the changelog's last record batch a
-   single record, so brokers that answer end offsets by batch (the embedded one) still recover it whole;
+4. **changelog**: write each partition's state records (buckets, holds, ids), then its marker, and wait
+   for delivery. The marker carries the next input offset of every input the state has consumed; a
+   partition's records keep their order, so a stored marker vouches for the records before it.
+   Recovery reads each changelog to its true end (:mod:`streams.logreader`), also on the embedded
+   broker, whose listed end offsets stop short of a multi-record batch;
 5. **ack** the batch's input events; Faust commits offsets only for what the flushed state covers.
 
-A crash between any two steps replays the batch from the committed offsets: state records carry the
-input offsets they include and the event ids they applied, so the replay neither loses nor doubles.
+A crash between any two steps replays the batch: a restarted worker resumes each input at the offset
+the recovered marker names (seeking back if Faust's committed offsets or fetches jumped past it). The
+state records of a flush cut short carry the input offsets they include and the event ids they
+applied, so the replay neither loses nor doubles.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 import faust
 import orjson
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
 from redis.asyncio import Redis
 
 from availability import topics, wire
@@ -40,6 +45,8 @@ from availability.settings import Settings
 from availability.shard import Flush, PartitionState, Source
 from availability.validation import EventRejected, Rejection, validate_event
 
+from .gate import InputGate, Verdict
+from .logreader import LogReader, use_true_ends
 from .routing import Router
 
 log = logging.getLogger(__name__)
@@ -64,41 +71,72 @@ class Engine:
         self.router = Router(settings.partitions)
         app.agent(self.inputs, name="engine")(self.process)
         app.timer(settings.tick_interval_ms / 1000, name="tick")(self.tick)
+        self.log_reader = LogReader(settings)
+        self.gate = InputGate(self._seek, self.log_reader.first_at)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     # ---- the agent -----------------------------------------------------------------------------
     async def process(self, stream: faust.StreamT[bytes]) -> None:
+        # Faust clears the queues of its flow control when flow resumes after a rebalance, dropping
+        # messages it already counts as read (see streams.gate). Ours is kept: a replayed message is
+        # cheap (the gate acknowledges it as covered), a dropped one is a gap to seek back for.
+        managed, queue = self.app.flow_control._queues, stream.channel.queue  # type: ignore[attr-defined]
+        if queue in managed:
+            managed.discard(queue)
+            log.info("input queue kept out of the flow control's clearing")
         window = self.settings.batch_window_ms / 1000
         async for events in stream.noack_take(self.settings.batch_max, window):  # type: ignore[attr-defined]
-            await self.handle(events)
-            for event in events:
+            for event in await self.handle(events):
                 await stream.ack(event)
 
-    async def handle(self, events: list[EventT[Any]]) -> None:
+    async def handle(self, events: list[EventT[Any]]) -> list[EventT[Any]]:
+        """Apply and flush one batch; returns the events to acknowledge (all but those held back)."""
         now_ms = int(self.clock() * 1000)
+        owned = self._owned()
+        for partition in {event.message.partition for event in events} & owned - self.states.keys():
+            self.states[partition] = await self._load(partition)
         batch = Batch()
+        done = []
         for event in events:
             message = event.message
-            state = self.state_for(message.partition)
-            batch.owners[message.partition] = event
-            self.last_offsets[(message.topic, message.partition)] = message.offset
+            if message.partition not in owned:  # fetched before a rebalance took the partition away
+                continue
+            state = self.states[message.partition]
             source = Source(topics.TOPIC_CODE[message.topic], message.offset)
+            verdict = await self.gate.admit(message.tp, message.offset, state.expects(source.code))
+            if verdict is Verdict.HOLD:
+                continue
+            done.append(event)
+            self.last_offsets[(message.topic, message.partition)] = message.offset
+            if verdict is Verdict.COVERED:
+                continue
+            batch.owners[message.partition] = event
             if message.topic == topics.ROUTED:
-                self._routed(state, message, source, now_ms, batch)
+                tick = self._routed(state, message, source, now_ms, batch)
             else:
-                self._input(state, message, source, now_ms, batch)
+                tick = self._input(state, message, source, now_ms, batch)
+            state.consumed(source, quiet=tick)
         flushes = {p: flush for p in batch.owners if (flush := self.states[p].drain(now_ms)) is not None}
         await self._write_outputs(batch)
         await self._write_cache(flushes.values())
         await self._write_changelog(flushes, batch.owners)
+        await self.gate.seek_due()
+        return done
 
+    async def _seek(self, tp: TP, offset: int) -> None:
+        # seek_wait runs in the consumer's own thread (Consumer.seek would touch aiokafka from this one)
+        await self.app.consumer.seek_wait({tp: offset})
 
-    def _input(self, state: PartitionState, message: Any, source: Source, now_ms: int, batch: Batch) -> None:
+    def _owned(self) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topics.ROUTED}
+
+    def _input(self, state: PartitionState, message: Any, source: Source, now_ms: int, batch: Batch) -> bool:
         try:
             event = validate_event(message.value, expected_type=topics.INPUT_TOPICS[message.topic])
         except EventRejected as exc:
             batch.dead(exc.rejection, message.topic, message.partition, message.offset, message.value)
-            return
+            return False
         for leg in legs(event):
             owner = self.router.owner(leg.location_id)
             if owner != message.partition:
@@ -108,19 +146,21 @@ class Engine:
             rejection = state.apply(event, leg, source, now_ms)
             if rejection is not None:
                 batch.dead(rejection, message.topic, message.partition, message.offset, message.value)
+        return False
 
-    def _routed(self, state: PartitionState, message: Any, source: Source, now_ms: int, batch: Batch) -> None:
+    def _routed(self, state: PartitionState, message: Any, source: Source, now_ms: int, batch: Batch) -> bool:
+        """Apply a re-routed leg, or a clock tick (returns True for a tick)."""
         envelope = orjson.loads(message.value)
         if envelope["kind"] == "tick":
             state.tick(envelope["now_ms"], source)
-            return
+            return True
         origin = (envelope["topic"], envelope["partition"], envelope["offset"])
         payload = envelope["payload"].encode()
         try:
             event = validate_event(payload, expected_type=topics.INPUT_TOPICS[envelope["topic"]])
         except EventRejected as exc:  # validated before routing; only a changed rule gets here
             batch.dead(exc.rejection, *origin, payload)
-            return
+            return False
         for leg in legs(event):
             if leg.leg != envelope["leg"] or leg.location_id != envelope["location_id"]:
                 continue
@@ -131,15 +171,11 @@ class Engine:
             rejection = state.apply(event, leg, source, now_ms)
             if rejection is not None:
                 batch.dead(rejection, *origin, payload)
+        return False
 
     # ---- state ---------------------------------------------------------------------------------
-    def state_for(self, partition: int) -> PartitionState:
-        state = self.states.get(partition)
-        if state is None:
-            state = self.states[partition] = self._load(partition)
-        return state
-
-    def _load(self, partition: int) -> PartitionState:
+    async def _load(self, partition: int) -> PartitionState:
+        """The partition's state as its changelog left it; inputs it never consumed start at their beginning."""
         started = time.monotonic()
         state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000)
@@ -149,15 +185,31 @@ class Engine:
             if raw_value is not None and wire.partition_of_key(key) == partition:
                 state.load(key, orjson.loads(raw_value))
                 records += 1
+        fresh = [TP(topic, partition) for topic, code in topics.TOPIC_CODE.items() if state.expects(code) is None]
+        if fresh:
+            for tp, offset in (await self.app.consumer.earliest_offsets(*fresh)).items():
+                state.begin(topics.TOPIC_CODE[tp.topic], offset)
+        # Resume where the state ends, not where the group committed: the commit lags the state (skip
+        # what is covered) or, after an offset reset or a quiet tick, runs ahead of it (seek back).
+        committed = getattr(self.app.consumer, "_committed_offset", {})
+        resume = {TP(topic, partition): state.expects(code) for topic, code in topics.TOPIC_CODE.items()}
+        moves = {tp: offset for tp, offset in resume.items() if offset is not None and committed.get(tp) != offset}
+        if moves:
+            await self.app.consumer.seek_wait(moves)
         state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
-        log.info("partition %d: loaded %d state records (%d positions, %d holds) in %.2f s", partition, records,
-                 sum(len(b.positions) for b in state.buckets.values()), len(state.holds),
-                 time.monotonic() - started)
+        log.info("partition %d: loaded %d state records (%d positions, %d holds) in %.2f s; inputs resume at %s",
+                 partition, records, sum(len(b.positions) for b in state.buckets.values()), len(state.holds),
+                 time.monotonic() - started, state.inputs)
         return state
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         for tp in revoked:
             self.states.pop(tp.partition, None)
+        self.gate.reset()
+
+    def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        self.gate.reset()
+        use_true_ends(self.app.consumer, self.log_reader, [topics.CHANGELOG_TOPIC])  # before recovery reads
 
     # ---- flushing ------------------------------------------------------------------------------
     async def _write_outputs(self, batch: Batch) -> None:
@@ -188,7 +240,6 @@ class Engine:
         await pipe.execute()
 
     async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
-        flushes = {partition: flush for partition, flush in flushes.items() if flush.records}
         if not flushes:
             return
         for partition, flush in flushes.items():
@@ -200,10 +251,7 @@ class Engine:
                             del self.table[raw_key]
                     else:
                         self.table[raw_key] = orjson.dumps(value)
-        await self.app.producer.flush()
-        for partition, flush in flushes.items():
-            with _as_partition(owners[partition]):
-                key, value = flush.marker
+                key, value = flush.marker  # last: it vouches for every record before it
                 self.table[key.encode()] = orjson.dumps(value)
         await self.app.producer.flush()
 
@@ -215,6 +263,7 @@ class Engine:
         assigned = sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topics.ROUTED)
         for partition in assigned:
             await self.routed.send(key=b"tick", value=value, partition=partition)
+        await self.gate.seek_due()  # also when Faust dropped every message of a partition
         await self.heartbeat(assigned)
 
     async def heartbeat(self, assigned: list[int]) -> None:
