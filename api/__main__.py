@@ -27,8 +27,9 @@ def main() -> None:
     except ChannelsFileError as exc:
         print(f"ats api: {exc}", file=sys.stderr)
         sys.exit(2)
+    # A GET may name up to 1,000 locations in its query string: allow request lines as long as a body.
     web.run_app(app, host=settings.api_host, port=settings.api_port, print=None, access_log=None,
-                shutdown_timeout=5.0)
+                shutdown_timeout=5.0, max_line_size=settings.max_body_bytes)
 
 
 main()

@@ -68,5 +68,5 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
 
     app.cleanup_ctx.append(connections)
     routes.install(app)
-    app[SPEC] = openapi.build(routes.ROUTES)
+    app[SPEC] = openapi.build(routes.ROUTES, channels=app[CHANNELS].names)
     return app

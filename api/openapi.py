@@ -38,8 +38,9 @@ class _Schemas:
         return schema
 
 
-def build(routes: tuple[Route, ...], *, version: str = "1") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the visible routes."""
+def build(routes: tuple[Route, ...], *, channels: list[str] | None = None, version: str = "1") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the visible routes; ``channels`` (the configured channel names)
+    become the allowed values of every ``channel`` input, so the document is exact for a deployment."""
     schemas = _Schemas()
     problem_ref = schemas.of(ProblemDetails, "serialization")
     paths: dict[str, dict[str, Any]] = {}
@@ -47,6 +48,8 @@ def build(routes: tuple[Route, ...], *, version: str = "1") -> dict[str, Any]:
         if route.hidden:
             continue
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas, problem_ref)
+    if channels:
+        _restrict_channels(paths, schemas.components, sorted(channels))
     return {
         "openapi": "3.1.0",
         "info": {"title": "Inventory availability (ATS) API", "version": version,
@@ -91,6 +94,18 @@ def _operation(route: Route, schemas: _Schemas, problem_ref: dict[str, Any]) -> 
         responses.setdefault("403", _problem(f"the token lacks the scope {route.scope}", problem_ref))
     operation["responses"] = responses
     return operation
+
+
+def _restrict_channels(paths: dict[str, Any], components: dict[str, Any], names: list[str]) -> None:
+    """Reading inputs (the query parameter and the query body) name a configured channel or none."""
+    for operations in paths.values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", ()):
+                if parameter["name"] == "channel":
+                    parameter["schema"] = {"type": "string", "enum": names}
+    query = components.get("AvailabilityQuery", {}).get("properties", {})
+    if "channel" in query:
+        query["channel"] = {"anyOf": [{"type": "string", "enum": names}, {"type": "null"}], "default": None}
 
 
 def _parameter(param: Any, schemas: _Schemas) -> dict[str, Any]:
