@@ -45,8 +45,8 @@ def load_channels(path: Path | None) -> ChannelViews:
 
 def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker | None = None,
                channels: ChannelViews | None = None, clock: Callable[[], float] = time.time) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, problem_middleware, auth_middleware],
-                          client_max_size=settings.max_body_bytes)
+    middlewares = [metrics_middleware, problem_middleware, auth_middleware, routes.query_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[CHANNELS] = channels if channels is not None else load_channels(settings.channels_file)
     app[TOKENS] = settings.tokens

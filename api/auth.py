@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from .keys import ROUTE_SCOPES, TOKENS
+from .keys import ROUTE_SPECS, TOKENS
 from .problems import problem
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ def authorize(tokens: Mapping[str, frozenset[str]], header: str | None, scope: s
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Checks the scope the routes table gives the matched route; routes without a scope are open."""
-    scope = request.app[ROUTE_SCOPES].get(request.match_info.route)
+    spec = request.app[ROUTE_SPECS].get(request.match_info.route)
+    scope = spec.scope if spec is not None else None
     if scope is not None:
         tokens: dict[str, frozenset[str]] = request.app[TOKENS]
         verdict = authorize(tokens, request.headers.get("Authorization"), scope)

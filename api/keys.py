@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .broker import Broker
     from .decisions import Decisions
     from .metrics import Metrics
+    from .routes import Route
 
 SETTINGS = web.AppKey("settings", Settings)
 CACHE = web.AppKey("cache", Redis)
@@ -25,8 +26,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CHANNELS = web.AppKey("channels", ChannelViews)
 #: token → scopes, parsed once from the settings
 TOKENS: web.AppKey[dict[str, frozenset[str]]] = web.AppKey("tokens")
-#: each registered route → the scope it needs (from the one routes table); open routes are absent
-ROUTE_SCOPES: web.AppKey[dict[AbstractRoute, str]] = web.AppKey("route_scopes")
+#: each registered route → its entry of the one routes table (scope, parameters, schemas)
+ROUTE_SPECS: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_specs")
 #: the API's wall clock (seconds since the epoch); injected so tests can pin it
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 #: the OpenAPI document, generated once by the factory from the routes table

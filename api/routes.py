@@ -12,7 +12,7 @@ from aiohttp import web
 from availability.events import ChannelName, Event, LocationId, ReferenceId, Sku
 
 from . import answers, health, ingest, openapi, reservations
-from .keys import ROUTE_SCOPES
+from .keys import ROUTE_SPECS
 from .metrics import metrics_handler
 from .models import (
     Accepted,
@@ -25,6 +25,7 @@ from .models import (
     Ready,
     ReservationRequest,
 )
+from .problems import Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -103,10 +104,22 @@ ROUTES: tuple[Route, ...] = (
 
 
 def install(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
-    """Register every route and remember the scope each one needs."""
-    scopes = {}
-    for route in routes:
-        registered = app.router.add_route(route.method, route.path, route.handler)
-        if route.scope is not None:
-            scopes[registered] = route.scope
-    app[ROUTE_SCOPES] = scopes
+    """Register every route and remember its table entry (the auth and query checks read it)."""
+    app[ROUTE_SPECS] = {app.router.add_route(route.method, route.path, route.handler): route for route in routes}
+
+
+@web.middleware
+async def query_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unknown or repeated query parameters are a 422, like unknown body fields: a misspelt
+    ``locations=`` must not silently widen an answer to every location."""
+    spec = request.app[ROUTE_SPECS].get(request.match_info.route)
+    if spec is not None and request.query:
+        allowed = {p.name: p.repeated for p in spec.params if p.where == "query"}
+        errors = [{"field": name, "message": "unknown query parameter"}
+                  for name in dict.fromkeys(request.query) if name not in allowed]
+        errors += [{"field": name, "message": "given more than once"} for name, repeated in allowed.items()
+                   if not repeated and len(request.query.getall(name, ())) > 1]
+        if errors:
+            raise Problem(422, "; ".join(f"{e['field']!r}: {e['message']}" for e in errors), errors=errors)
+    response: web.StreamResponse = await handler(request)
+    return response

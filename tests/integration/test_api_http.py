@@ -7,6 +7,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
@@ -128,6 +129,11 @@ async def test_wrong_types_name_their_fields(client: Client) -> None:
     assert_problem(response, await response.json(), 422)
     response = await client.get("/v1/availability/SKU-1", params={"location": "a/b"}, headers=headers)
     assert_problem(response, await response.json(), 422)
+    for query in ("locations=S-1", "channel=ecom&channel=stores", "=x"):
+        response = await client.get(f"/v1/availability/SKU-1?{query}", headers=headers)
+        problem = await response.json()
+        assert_problem(response, problem, 422)
+        assert problem["errors"], query
 
 
 async def test_unknown_routes_and_methods_are_problems(client: Client) -> None:
@@ -173,12 +179,14 @@ async def test_each_app_has_its_own_registry(settings: Settings) -> None:
     assert 'ats_api_requests_total{method="GET",route="/healthz",status="200"} 1.0' in two
 
 
-async def test_readiness_without_a_worker(client: Client) -> None:
-    response = await client.get("/readyz")
-    problem = await response.json()
+async def test_readiness_without_a_worker(settings: Settings) -> None:
+    # a database of the cache of its own: no heartbeat of another module's worker is in it
+    alone = settings.model_copy(update={"redis_url": urlunsplit(urlsplit(settings.redis_url)._replace(path="/9"))})
+    async with serve(alone) as client:
+        response = await client.get("/readyz")
+        problem = await response.json()
     assert_problem(response, problem, 503)
-    assert problem["checks"]["cache"] == "ok"
-    assert problem["checks"]["broker"] == "ok"
+    assert problem["checks"] == {"cache": "ok", "broker": "ok", "workers": "no worker heartbeat"}
     assert response.headers["Retry-After"]
 
 
