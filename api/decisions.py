@@ -113,6 +113,10 @@ class Decisions:
                     log.warning("decisions subscription lost: %s; resubscribing", exc)
                 self._live.clear()
                 await asyncio.sleep(self._retry)
+            except Exception:  # a bug here must not leave every reservation waiting for nothing
+                log.exception("decisions listener failed; resubscribing")
+                self._live.clear()
+                await asyncio.sleep(self._retry)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from availability import topics
 from tests.builders import lines, receipt, ref, sale
 
 from .apiserver import INGESTER, READER, RESERVER, bearer, serve, settings_for
@@ -56,11 +57,18 @@ async def hold(client: Client, location: str, reservation_id: str, *pairs: tuple
     return response.status, await response.json()
 
 
-async def test_sixty_concurrent_holds_race_for_twenty_five_units(client: Client) -> None:
+async def test_sixty_concurrent_holds_race_for_twenty_five_units(client: Client, engine: Cluster) -> None:
     store, sku = ref("S"), ref("SKU")
     await stock(client, store, (sku, 25))
     ids = [ref("R") for _ in range(60)]
-    results = await asyncio.gather(*(hold(client, store, rid, (sku, 1)) for rid in ids))
+    racing = asyncio.gather(*(hold(client, store, rid, (sku, 1)) for rid in ids))
+    subscribers = set()
+    while not racing.done():  # every waiting request shares the app's one subscription
+        subscribers.add(dict(await engine.cache.pubsub_numsub(topics.DECISIONS_CHANNEL))[
+            topics.DECISIONS_CHANNEL.encode()])
+        await asyncio.sleep(0.01)
+    results = await racing
+    assert subscribers == {1}
     statuses = [status for status, _ in results]
     assert statuses.count(201) == 25
     assert statuses.count(409) == 35
@@ -178,3 +186,13 @@ async def test_unknown_reservations_and_bad_requests(client: Client) -> None:
         assert (await response.json())["errors"], body
     response = await client.get("/v1/reservations/" + "x" * 129, headers=bearer(RESERVER))
     assert response.status == 422
+
+
+async def test_holds_are_decided_after_the_subscription_is_cut(client: Client, engine: Cluster) -> None:
+    """The cache drops the API's subscription (a failover, a restart): the listener resubscribes."""
+    store, sku = ref("S"), ref("SKU")
+    await stock(client, store, (sku, 2))
+    killed = await engine.cache.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert killed >= 1
+    assert (await hold(client, store, ref("R"), (sku, 1)))[0] == 201
+    assert (await hold(client, store, ref("R"), (sku, 2)))[0] == 409
