@@ -53,7 +53,8 @@ async def ingest(request: web.Request) -> web.Response:
         raise unavailable("the broker", retry_after=2) from None
     for event, _ in accepted:
         metrics.ingested.labels(event.type).inc()
-    return web.json_response({"accepted": [event.event_id for event, _ in accepted]}, status=202)
+    body = orjson.dumps({"accepted": [event.event_id for event, _ in accepted]})
+    return web.Response(body=body, status=202, content_type="application/json")
 
 
 def _items(data: Any) -> list[Any]:

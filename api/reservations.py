@@ -155,7 +155,7 @@ def _decided(request: web.Request, decision: dict[str, Any], action: str, *, sta
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(body, status=status)
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def _count(request: web.Request, action: str, outcome: str) -> None:
