@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -144,14 +145,19 @@ async def _outcome(request: web.Request, waiter: Waiter, reservation_id: str, ac
     _count(request, action, "timeout")
     raise Problem(504, f"no decision on reservation {reservation_id!r} within {timeout_ms} ms; it may still be "
                   f"decided: GET /v1/reservations/{reservation_id}",
-                  headers={"Location": f"/v1/reservations/{reservation_id}", "Retry-After": "1"})
+                  headers={"Location": location(reservation_id), "Retry-After": "1"})
 
 
 def _decided(request: web.Request, decision: dict[str, Any], action: str, *, status: int) -> web.Response:
     _count(request, action, str(decision["status"]))
     response = _json(decision, status=status)
-    response.headers["Location"] = f"/v1/reservations/{decision['reservation_id']}"
+    response.headers["Location"] = location(decision["reservation_id"])
     return response
+
+
+def location(reservation_id: str) -> str:
+    """The reservation's URL; the id percent-encoded (an id may hold any character, a header may not)."""
+    return "/v1/reservations/" + quote(reservation_id, safe="")
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -196,3 +197,16 @@ async def test_holds_are_decided_after_the_subscription_is_cut(client: Client, e
     assert killed >= 1
     assert (await hold(client, store, ref("R"), (sku, 1)))[0] == 201
     assert (await hold(client, store, ref("R"), (sku, 2)))[0] == 409
+
+
+async def test_any_reservation_id_round_trips_through_its_location(client: Client) -> None:
+    """An id may hold any character (control characters, spaces, slashes, non-ASCII); the Location
+    header carries it percent-encoded and leads back to it."""
+    store, sku = ref("S"), ref("SKU")
+    await stock(client, store, (sku, 3))
+    for rid in (ref("R") + " x\x1f", ref("R") + "/ü\n"):
+        status, body = await hold(client, store, rid, (sku, 1))
+        assert (status, body["reservation_id"]) == (201, rid)
+        response = await client.get(f"/v1/reservations/{quote(rid, safe='')}", headers=bearer(RESERVER))
+        assert response.status == 200
+        assert (await response.json())["reservation_id"] == rid
