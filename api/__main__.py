@@ -9,7 +9,7 @@ from aiohttp import web
 
 from availability.settings import SettingsError, load_settings
 
-from .app import create_app
+from .app import ChannelsFileError, create_app
 
 
 def main() -> None:
@@ -22,8 +22,14 @@ def main() -> None:
         print("ats api: ATS_BROKER_URL and ATS_REDIS_URL must be set (or use `ats up`)", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port,
-                print=None, access_log=None, shutdown_timeout=5.0)
+    try:
+        app = create_app(settings)
+    except ChannelsFileError as exc:
+        print(f"ats api: {exc}", file=sys.stderr)
+        sys.exit(2)
+    # A GET may name up to 1,000 locations in its query string: allow request lines as long as a body.
+    web.run_app(app, host=settings.api_host, port=settings.api_port, print=None, access_log=None,
+                shutdown_timeout=5.0, max_line_size=settings.max_body_bytes)
 
 
 main()

@@ -1,35 +1,72 @@
-"""The app factory: ``create_app(settings, *, cache=None, broker=None)``; no module-level state."""
+"""The app factory: ``create_app(settings, *, cache=None, broker=None)``; no module-level state.
+
+Start-up fails with :class:`ChannelsFileError` (naming the file and the problem) when
+``ATS_CHANNELS_FILE`` is not a valid channels file. Connections are made in ``cleanup_ctx`` and may be
+down at start: requests that need them answer 503 until they come back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import Redis
 
+from availability.channels import ChannelsError, ChannelViews, parse_channels
 from availability.settings import Settings
 
-from . import health
+from . import openapi, routes
+from .auth import auth_middleware
 from .broker import Broker
-from .keys import BROKER, CACHE, SETTINGS
+from .decisions import Decisions
+from .keys import BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, METRICS, SETTINGS, SPEC, TOKENS
+from .metrics import Metrics, metrics_middleware
 from .problems import problem_middleware
 
 
-def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker | None = None) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+class ChannelsFileError(Exception):
+    """``ATS_CHANNELS_FILE`` cannot be read or is not valid."""
+
+
+def load_channels(path: Path | None) -> ChannelViews:
+    if path is None:
+        return ChannelViews()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: cannot read it: {exc}") from None
+    try:
+        return parse_channels(text)
+    except ChannelsError as exc:
+        raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: {exc}") from None
+
+
+def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker | None = None,
+               channels: ChannelViews | None = None, clock: Callable[[], float] = time.time) -> web.Application:
+    middlewares = [metrics_middleware, problem_middleware, auth_middleware, routes.query_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[CHANNELS] = channels if channels is not None else load_channels(settings.channels_file)
+    app[TOKENS] = settings.tokens
+    app[METRICS] = Metrics()
+    app[CLOCK] = clock
 
     async def connections(app: web.Application) -> AsyncIterator[None]:
         app[CACHE] = cache if cache is not None else Redis.from_url(
             settings.redis_url or "", socket_timeout=2.0, socket_connect_timeout=2.0)
         app[BROKER] = broker if broker is not None else Broker(settings)
+        app[DECISIONS] = Decisions(app[CACHE])
+        await app[DECISIONS].start()
         yield
+        await app[DECISIONS].close()
         if broker is None:
             await app[BROKER].close()
         if cache is None:
             await app[CACHE].aclose()
 
     app.cleanup_ctx.append(connections)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
+    routes.install(app)
+    app[SPEC] = openapi.build(routes.ROUTES, channels=app[CHANNELS].names)
     return app

@@ -12,12 +12,16 @@ from availability.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: what a produce raises when the broker does not take the messages
+BrokerErrors = (KafkaError, OSError, TimeoutError)
+
 
 class Broker:
     """A started-on-demand producer with ``acks=all``; ``reachable()`` for readiness."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, send_timeout: float = 15.0) -> None:
         self._settings = settings
+        self._send_timeout = send_timeout
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -34,11 +38,22 @@ class Broker:
                 self._producer = producer
             return self._producer
 
+    async def send_all(self, messages: list[tuple[str, bytes, bytes]]) -> None:
+        """Produce ``(topic, key, value)`` messages and wait until every one is acknowledged by all
+        in-sync replicas; raises one of :data:`BrokerErrors` otherwise (some may have been written:
+        the engine dedupes on ``event_id``, so the client's retry is safe)."""
+        async def send() -> None:
+            producer = await self.producer()
+            futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+            await asyncio.gather(*futures)
+
+        await asyncio.wait_for(send(), self._send_timeout)
+
     async def reachable(self) -> bool:
         try:
             producer = await asyncio.wait_for(self.producer(), 3.0)
             await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0)
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except BrokerErrors as exc:
             log.warning("broker unreachable: %s", exc)
             return False
         return True

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from redis.asyncio import Redis
 
+from availability.channels import ChannelViews
 from availability.settings import Settings
 
 if TYPE_CHECKING:
     from .broker import Broker
+    from .decisions import Decisions
+    from .metrics import Metrics
+    from .routes import Route
 
 SETTINGS = web.AppKey("settings", Settings)
 CACHE = web.AppKey("cache", Redis)
 BROKER: web.AppKey[Broker] = web.AppKey("broker")
+DECISIONS: web.AppKey[Decisions] = web.AppKey("decisions")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+CHANNELS = web.AppKey("channels", ChannelViews)
+#: token → scopes, parsed once from the settings
+TOKENS: web.AppKey[dict[str, frozenset[str]]] = web.AppKey("tokens")
+#: each registered route → its entry of the one routes table (scope, parameters, schemas)
+ROUTE_SPECS: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_specs")
+#: the API's wall clock (seconds since the epoch); injected so tests can pin it
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+#: the OpenAPI document, generated once by the factory from the routes table
+SPEC: web.AppKey[dict[str, object]] = web.AppKey("spec")

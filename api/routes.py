@@ -1,0 +1,125 @@
+"""The one routes table: every route with its handler, the scope it needs, and what it takes and
+answers (the OpenAPI document is generated from this table and the models it names)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from availability.events import ChannelName, Event, LocationId, ReferenceId, Sku
+
+from . import answers, health, ingest, openapi, reservations
+from .keys import ROUTE_SPECS
+from .metrics import metrics_handler
+from .models import (
+    Accepted,
+    Answer,
+    AvailabilityQuery,
+    Decision,
+    EventBatch,
+    Health,
+    QueryAnswer,
+    Ready,
+    ReservationRequest,
+)
+from .problems import Problem
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+READ = "availability:read"
+RESERVE = "reservations:write"
+INGEST = "events:write"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    schema: Any
+    where: str = "query"
+    repeated: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    scope: str | None
+    summary: str
+    body: Any = None
+    #: status → (schema type or None, description); problem statuses use the problem schema
+    responses: dict[int, tuple[Any, str]] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    #: not part of the described API (the docs page itself, the spec itself)
+    hidden: bool = False
+
+
+_READ_ERRORS = {422: (None, "invalid SKU, location or unknown channel"),
+                503: (None, "the availability cache does not answer; retry after Retry-After")}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/availability/{sku}", answers.one, READ, "One SKU's availability (PDP check)",
+          responses={200: (Answer, "the answer; an unknown SKU has no locations and network_ats 0"),
+                     **_READ_ERRORS},
+          params=(Param("sku", Sku, "path"),
+                  Param("location", LocationId, repeated=True, description="limit to these locations"),
+                  Param("channel", ChannelName, description="a channel of ATS_CHANNELS_FILE"))),
+    Route("POST", "/v1/availability/query", answers.query, READ, "Up to 1,000 SKUs at once (PLP check)",
+          body=AvailabilityQuery,
+          responses={200: (QueryAnswer, "one answer per SKU, in request order"), **_READ_ERRORS}),
+    Route("POST", "/v1/events", ingest.ingest, INGEST, "Ingest one event or {events: [...]} (at most 500)",
+          body=Event | EventBatch,
+          responses={202: (Accepted, "every event validated and produced"),
+                     422: (None, "invalid events, each bad field named with its index; nothing produced"),
+                     503: (None, "the broker does not answer; retry (events are deduplicated by event_id)")}),
+    Route("POST", "/v1/reservations", reservations.create, RESERVE, "Hold stock (all lines or nothing)",
+          body=ReservationRequest,
+          responses={201: (Decision, "held"), 409: (Decision, "rejected, with shortfalls"),
+                     422: (None, "invalid request"),
+                     503: (None, "the broker or cache does not answer"),
+                     504: (None, "no decision within ATS_HOLD_TIMEOUT_MS; GET the reservation later")}),
+    Route("GET", "/v1/reservations/{reservation_id}", reservations.status, RESERVE, "A reservation's status",
+          responses={200: (Decision, "the latest decision"), 404: (None, "unknown reservation"),
+                     422: (None, "invalid id"), 503: (None, "the cache does not answer")},
+          params=(Param("reservation_id", ReferenceId, "path"),)),
+    Route("DELETE", "/v1/reservations/{reservation_id}", reservations.release, RESERVE,
+          "Release what is left of a hold",
+          responses={200: (Decision, "the final decision (released, or how it ended before)"),
+                     404: (None, "unknown reservation"), 422: (None, "invalid id"),
+                     503: (None, "the broker or cache does not answer"),
+                     504: (None, "no decision within ATS_HOLD_TIMEOUT_MS")},
+          params=(Param("reservation_id", ReferenceId, "path"),)),
+    Route("GET", "/healthz", health.healthz, None, "Liveness", responses={200: (Health, "alive")}),
+    Route("GET", "/readyz", health.readyz, None, "Readiness: cache, broker and worker heartbeat",
+          responses={200: (Ready, "ready"), 503: (None, "not ready; checks say why")}),
+    Route("GET", "/metrics", metrics_handler, None, "Prometheus metrics",
+          responses={200: (str, "text exposition format")}),
+    Route("GET", "/openapi.json", openapi.spec_handler, None, "This document", hidden=True),
+    Route("GET", "/docs", openapi.docs_handler, None, "Human documentation", hidden=True),
+)
+
+
+def install(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
+    """Register every route and remember its table entry (the auth and query checks read it)."""
+    app[ROUTE_SPECS] = {app.router.add_route(route.method, route.path, route.handler): route for route in routes}
+
+
+@web.middleware
+async def query_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unknown or repeated query parameters are a 422, like unknown body fields: a misspelt
+    ``locations=`` must not silently widen an answer to every location."""
+    spec = request.app[ROUTE_SPECS].get(request.match_info.route)
+    if spec is not None and request.query:
+        allowed = {p.name: p.repeated for p in spec.params if p.where == "query"}
+        errors = [{"field": name, "message": "unknown query parameter"}
+                  for name in dict.fromkeys(request.query) if name not in allowed]
+        errors += [{"field": name, "message": "given more than once"} for name, repeated in allowed.items()
+                   if not repeated and len(request.query.getall(name, ())) > 1]
+        if errors:
+            raise Problem(422, "; ".join(f"{e['field']!r}: {e['message']}" for e in errors), errors=errors)
+    response: web.StreamResponse = await handler(request)
+    return response

@@ -1,0 +1,117 @@
+"""Channel views: which locations a sales channel may sell from, and what each holds back from it.
+
+The file (``ATS_CHANNELS_FILE``) is JSON::
+
+    {"channels": {
+        "ecom":   {"locations": "all", "default_buffer": 1, "buffers": {"STORE-12": 3}},
+        "pickup": {"locations": ["STORE-12", "STORE-14"]}
+    }}
+
+``locations`` is ``"all"`` or a non-empty list of location ids; ``buffers`` maps a location to the
+units held back from that channel (``default_buffer``, default 0, applies to every other eligible
+location). Channel network ATS = Σ over eligible locations of max(0, ATS - buffer). With no channel
+named: every location, no buffer. Pure: the caller reads the file and passes its text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .events import MAX_QTY, ChannelName, LocationId
+
+Buffer = Annotated[int, Field(ge=0, le=MAX_QTY)]
+
+
+class ChannelsError(ValueError):
+    """The channels file is not valid; the message says where and why."""
+
+
+class ChannelView(BaseModel):
+    """One channel: eligible locations (``None`` = all) and the buffer held back per location."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    locations: Literal["all"] | Annotated[list[LocationId], Field(min_length=1)] = "all"
+    default_buffer: Buffer = 0
+    buffers: dict[LocationId, Buffer] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChannelView:
+        if self.locations != "all":
+            if len(set(self.locations)) != len(self.locations):
+                raise ValueError("a location is listed twice")
+            stray = sorted(set(self.buffers) - set(self.locations))
+            if stray:
+                raise ValueError(f"buffers name location(s) not in the channel's locations: {stray}")
+        return self
+
+    @property
+    def eligible_locations(self) -> frozenset[str] | None:
+        """The eligible locations, or ``None`` when every location is eligible."""
+        return None if self.locations == "all" else frozenset(self.locations)
+
+    def eligible(self, location_id: str) -> bool:
+        return self.locations == "all" or location_id in self.locations
+
+    def buffer(self, location_id: str) -> int:
+        return self.buffers.get(location_id, self.default_buffer)
+
+
+#: the view used when no channel is named: every location, no buffer
+ALL_LOCATIONS = ChannelView()
+
+
+class ChannelViews(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    channels: dict[ChannelName, ChannelView] = Field(default_factory=dict)
+
+    def get(self, name: str | None) -> ChannelView | None:
+        """The named view (``ALL_LOCATIONS`` for no name); ``None`` for a channel that is not configured."""
+        if name is None:
+            return ALL_LOCATIONS
+        return self.channels.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.channels)
+
+
+def parse_channels(text: str | bytes) -> ChannelViews:
+    """The channels file's content → views; raises :class:`ChannelsError` naming the field at fault."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ChannelsError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ChannelsError('must be a JSON object like {"channels": {"ecom": {"locations": "all"}}}')
+    try:
+        return ChannelViews.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{where}: {error['msg']}")
+        raise ChannelsError("; ".join(problems)) from None
+
+
+def location_ats(on_hand: int, reserved: int, safety_stock: int) -> int:
+    """ATS = max(0, on_hand - reserved - safety_stock)."""
+    return max(0, on_hand - reserved - safety_stock)
+
+
+def channel_ats(view: ChannelView, location_id: str, ats: int) -> int:
+    """What one location offers the channel: 0 if not eligible, else max(0, ATS - buffer)."""
+    if not view.eligible(location_id):
+        return 0
+    return max(0, ats - view.buffer(location_id))
+
+
+def network_ats(view: ChannelView, ats_by_location: Mapping[str, int] | Iterable[tuple[str, int]]) -> int:
+    """Channel network ATS = Σ over eligible locations of max(0, ATS - buffer)."""
+    pairs = ats_by_location.items() if isinstance(ats_by_location, Mapping) else ats_by_location
+    return sum(channel_ats(view, location_id, ats) for location_id, ats in pairs)

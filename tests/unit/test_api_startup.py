@@ -1,0 +1,44 @@
+"""The API refuses to start on a bad channels file, naming the file and the problem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from api.app import ChannelsFileError, create_app
+from availability.settings import load_settings
+
+
+def test_create_app_names_the_file_and_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "channels.json"
+    path.write_text('{"channels": {"ecom": {"locations": []}}}')
+    with pytest.raises(ChannelsFileError) as caught:
+        create_app(load_settings({"ATS_CHANNELS_FILE": str(path)}))
+    assert str(path) in str(caught.value)
+    assert "channels.ecom.locations" in str(caught.value)
+    with pytest.raises(ChannelsFileError, match="cannot read"):
+        create_app(load_settings({"ATS_CHANNELS_FILE": str(tmp_path / "missing.json")}))
+
+
+def test_a_good_file_is_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "channels.json"
+    path.write_text('{"channels": {"ecom": {"locations": "all", "default_buffer": 2}}}')
+    app = create_app(load_settings({"ATS_CHANNELS_FILE": str(path)}))
+    assert app is not None
+
+
+def test_the_command_exits_with_the_message(tmp_path: Path) -> None:
+    path = tmp_path / "channels.json"
+    path.write_text("{oops")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
+    env.update(ATS_BROKER_URL="kafka://127.0.0.1:1", ATS_REDIS_URL="redis://127.0.0.1:1",
+               ATS_CHANNELS_FILE=str(path))
+    out = subprocess.run([sys.executable, "-m", "api"], env=env, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.returncode == 2
+    assert f"ATS_CHANNELS_FILE={path}" in out.stderr
+    assert "not valid JSON" in out.stderr
