@@ -57,7 +57,8 @@ async def status(request: web.Request) -> web.Response:
     reservation_id = _reservation_id(request)
     decision = await _cached(request, reservation_id, "status")
     if decision is None:
-        raise Problem(404, f"no reservation {reservation_id!r} (never decided, or forgotten after 7 days)")
+        days = request.app[SETTINGS].dedupe_window_seconds / 86_400
+        raise Problem(404, f"no reservation {reservation_id!r} (never decided, or forgotten after {days:g} days)")
     return _json(decision)
 
 

@@ -220,8 +220,9 @@ class PartitionState:
             return None
         lines = tuple((line.sku, line.qty) for line in event.lines or ())
         recorded = self._recorded_decision(location_id, lines, event.reservation_id)
-        if recorded is not None:  # replayed after a crash inside the flush that decided it
+        if recorded is not None:  # replayed after a crash inside the flush that decided it: same answer, same time
             short = tuple(rsv.Shortfall(*entry) for entry in recorded[1])
+            now_ms = recorded[2] if len(recorded) > 2 else now_ms
         else:
             short = rsv.shortfalls(lines, {sku: self.position(location_id, sku).ats for sku, _ in lines})
         if short:
@@ -235,7 +236,7 @@ class PartitionState:
                 self._change(location_id, sku, source, _reserve(qty, now_ms))
             heapq.heappush(self._expiries, (hold.expires_ms, hold.reservation_id))
         for sku, _ in lines:  # the decision travels with the buckets it reads
-            decision = [hold.status, [list(x) for x in short]]
+            decision = [hold.status, [list(x) for x in short], now_ms]
             self._bucket(location_id, sku).decisions[event.reservation_id] = decision
             self._touched.add((location_id, bucket_of(sku)))
         self._put_hold(hold)

@@ -51,7 +51,6 @@ from .routing import Router
 
 log = logging.getLogger(__name__)
 
-DECISION_TTL_SECONDS = 7 * 86_400
 
 
 class Engine:
@@ -235,7 +234,8 @@ class Engine:
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
         for hold in decisions:
             body = orjson.dumps(wire.decision(hold))
-            pipe.set(topics.reservation_key(hold.reservation_id), body, ex=DECISION_TTL_SECONDS)
+            # kept as long as the worker remembers the hold, so a retry meets the original outcome
+            pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
         await pipe.execute()
 

@@ -816,6 +816,25 @@ def test_crash_replay_of_an_accepted_hold_reserves_once() -> None:
         assert (recovered.position("S1", "A").reserved, recovered.holds["R1"].status) == (2, "held")
 
 
+def test_crash_replay_of_a_hold_keeps_the_expiry_the_client_was_told() -> None:
+    """The decision reached the cache (and the client) before the crash: a replay later must not move it."""
+    shard = Shard()
+    shard.send(receipt("S1", ("A", 3), event_id="e0"))
+    restart = drained(shard.state)
+    decided = shard.send(hold("S1", "R1", ("A", 2), event_id="e1", ttl_seconds=60), NOW, source=Source(
+        TOPIC_CODE[TOPIC_FOR_TYPE["reservation"]], 0))
+    assert decided == []
+    told = shard.state.holds["R1"]
+    bucket_only = [r for r in drained(shard.state) if r[0].startswith("b|")]  # crash after the bucket record
+    recovered = Shard()
+    recovered.state = restore(table_after(restart, bucket_only))
+    recovered.send(hold("S1", "R1", ("A", 2), event_id="e1", ttl_seconds=60), NOW + 45_000,
+                   source=Source(TOPIC_CODE[TOPIC_FOR_TYPE["reservation"]], 0))
+    again = recovered.state.holds["R1"]
+    assert (again.status, again.expires_ms, again.decided_ms) == (told.status, told.expires_ms, told.decided_ms)
+    assert recovered.pos("S1", "A").reserved == 2
+
+
 def test_replayed_unknown_release_does_not_release_a_later_hold() -> None:
     # Crash after the changelog was written, before the input offsets were committed: the batch replays.
     history = [(receipt("S1", ("A", 1), event_id="e0"), NOW),
