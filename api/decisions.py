@@ -47,16 +47,24 @@ class Decisions:
         self._waiters: dict[str, list[Waiter]] = defaultdict(list)
         self._live = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="decisions-listener")
 
     async def close(self) -> None:
-        if self._task is not None:
+        """Stop the listener. redis-py can swallow a cancellation that lands inside
+        ``PubSub.get_message(timeout=…)`` (seen: one close in ~20 hung for good), so the loop also
+        checks a flag, and the cancellation is repeated until the task has ended."""
+        if self._task is None:
+            return
+        self._closing = True
+        while not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            await asyncio.wait({self._task}, timeout=0.5)
+        with contextlib.suppress(asyncio.CancelledError):
+            self._task.result()
+        self._task = None
 
     async def live(self, within: float) -> bool:
         """Wait until the subscription is confirmed (``False`` if the cache does not answer in time)."""
@@ -95,11 +103,11 @@ class Decisions:
             waiter.offer(decision)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._cache.pubsub()
             try:
                 await pubsub.subscribe(topics.DECISIONS_CHANNEL)
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
