@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(5_000, ge=1, description="events the worker takes per batch at most")
     batch_window_ms: int = Field(20, ge=1, le=10_000, description="longest wait to fill a batch")
     tick_interval_ms: int = Field(1_000, ge=50, description="hold-expiry and idle-flush tick per partition")
+    fetch_wait_ms: int = Field(
+        25, ge=1, le=10_000, description="longest the broker may hold a worker's fetch when no record is new"
+    )
     session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer group session timeout (Kafka allows ≥ 6 by default)"
     )
