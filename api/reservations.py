@@ -28,7 +28,7 @@ from availability.wire import rfc3339
 from .bodies import parse, read_json
 from .broker import BrokerErrors
 from .decisions import Accept, Waiter
-from .keys import BROKER, CLOCK, DECISIONS, METRICS, SETTINGS
+from .keys import BROKER, CACHE, CLOCK, DECISIONS, METRICS, SETTINGS
 from .models import ReservationRequest
 from .problems import Problem, unavailable
 
@@ -47,6 +47,7 @@ async def create(request: web.Request) -> web.Response:
     async with await _waiting(request, body.reservation_id, lambda _: True, "hold") as waiter:
         decision = await _cached(request, body.reservation_id, "hold")
         if decision is None:
+            await _claim(request, body.reservation_id, body.location_id)
             await _produce(request, body.location_id, raw, "hold")
             decision = await _outcome(request, waiter, body.reservation_id, "hold")
     return _decided(request, decision, "hold", status=409 if decision["status"] == REJECTED else 201)
@@ -123,6 +124,26 @@ async def _cached(request: web.Request, reservation_id: str, action: str) -> dic
         _count(request, action, "unavailable")
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the cache") from None
+
+
+async def _claim(request: web.Request, reservation_id: str, location_id: str) -> None:
+    """Claim the id for this location; another location's claim is a 422 (the same one's: a retry)."""
+    key, ttl = topics.reservation_claim_key(reservation_id), request.app[SETTINGS].dedupe_window_seconds
+    try:
+        cache = request.app[CACHE]
+        claimed = await cache.set(key, location_id.encode(), nx=True, ex=ttl)
+        owner = None if claimed else await cache.get(key)
+    except CacheErrors:
+        _count(request, "hold", "unavailable")
+        request.app[METRICS].cache_errors.labels("write").inc()
+        raise unavailable("the cache") from None
+    if isinstance(owner, str):
+        owner = owner.encode()
+    if owner is not None and owner != location_id.encode():
+        _count(request, "hold", "conflict")
+        message = f"in use at location {owner.decode(errors='replace')!r}; an id names one hold at one location"
+        raise Problem(422, f"reservation_id {reservation_id!r} is {message}",
+                      errors=[{"field": "reservation_id", "message": message, "reason": "reservation_id_in_use"}])
 
 
 async def _produce(request: web.Request, location_id: str, raw: bytes, action: str) -> None:

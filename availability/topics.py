@@ -55,5 +55,13 @@ def reservation_key(reservation_id: str) -> str:
     return f"{CACHE_PREFIX}resv:{reservation_id}"
 
 
+def reservation_claim_key(reservation_id: str) -> str:
+    """Which location a reservation id belongs to, claimed by the API before its first hold is produced.
+
+    Holds are remembered by the partition that owns their location; only this claim stops one id
+    from being held at two locations at once."""
+    return f"{CACHE_PREFIX}resv-claim:{reservation_id}"
+
+
 def heartbeat_key(worker_id: str) -> str:
     return HEARTBEAT_PREFIX + worker_id

@@ -109,6 +109,22 @@ async def test_retries_return_the_original_outcome(client: Client) -> None:
     assert await hold(client, store, rejected_id, (sku, 5)) == rejected
 
 
+async def test_one_reservation_id_is_one_hold_at_one_location(client: Client) -> None:
+    first, second, sku, rid = ref("S"), ref("S"), ref("SKU"), ref("R")
+    await stock(client, first, (sku, 5))
+    await stock(client, second, (sku, 5))
+    outcomes = await asyncio.gather(hold(client, first, rid, (sku, 1)), hold(client, second, rid, (sku, 1)))
+    statuses = sorted(status for status, _ in outcomes)
+    assert statuses == [201, 422]
+    conflict = next(body for status, body in outcomes if status == 422)
+    assert conflict["errors"][0]["field"] == "reservation_id"
+    assert "is in use at location" in conflict["detail"]
+    held_at = next(body["location_id"] for status, body in outcomes if status == 201)
+    other = second if held_at == first else first
+    assert await ats(client, sku, held_at) == (4, 1)
+    assert await ats(client, sku, other) == (5, 0)
+
+
 async def test_status_and_release_free_stock(client: Client) -> None:
     store, sku = ref("S"), ref("SKU")
     await stock(client, store, (sku, 4))
