@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench clean
+.PHONY: run test test-kafka test-unit lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -18,6 +18,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The integration suites again, on Apache Kafka 4.x (KRaft) from Maven Central (needs Java 17+ and Maven;
+# the jars are resolved once into .ats/kafka-<version>).
+test-kafka: $(STAMP)
+	ATS_TEST_BROKER=kafka $(BIN)/pytest tests/integration
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit

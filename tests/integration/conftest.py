@@ -7,8 +7,8 @@ import pytest
 
 from availability import topics
 from availability.routing import owner_partition
-from streams import embedded
 from streams.admin import ensure_topics
+from tests.brokers import start_test_broker
 from tests.builders import receipt, ref
 
 from .cluster import Cluster, eventually
@@ -21,7 +21,7 @@ def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     try:
-        server = embedded.start_broker(tmp_path_factory.mktemp("broker"))
+        server = start_test_broker(tmp_path_factory.mktemp("broker"))
     except Exception as exc:
         pytest.fail(f"could not start a broker: {exc!r}")
     yield server.url

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from availability import topics
-from streams import embedded
 from streams.admin import ensure_topics
+from tests.brokers import start_test_broker
 from tests.builders import delta, receipt, ref, sale, transfer
 
 from .cluster import Cluster, eventually
@@ -35,7 +35,7 @@ Key = tuple[str, str]
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[str]:
     try:
-        server = embedded.start_broker(tmp_path / "broker")
+        server = start_test_broker(tmp_path / "broker")
     except Exception as exc:
         pytest.fail(f"could not start a broker: {exc!r}")
     yield server.url

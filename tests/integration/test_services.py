@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
 from availability import topics
@@ -23,6 +24,12 @@ async def test_cache_round_trip(redis_url: str) -> None:
 async def test_broker_round_trip(broker_url: str) -> None:
     settings = load_settings({"ATS_BROKER_URL": broker_url})
     topic = ref("probe")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:  # created first: Kafka here (as in most production clusters) does not create topics on first use
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     await producer.send_and_wait(topic, b"hello", key=b"k")
