@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,11 @@ import pytest
 
 from availability import topics
 from availability.wire import rfc3339
-from streams import embedded
 from streams.admin import ensure_topics
 from tests.builders import count, delta, receipt, ref, return_, sale, transfer
 
 from .cluster import Cluster, eventually
-from .conftest import ready
+from .conftest import ready, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -48,14 +47,9 @@ def next_window_ms() -> int:
 @pytest.fixture(scope="module")
 async def erp(module_broker: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
               ) -> AsyncIterator[Cluster]:
-    cluster = Cluster(module_broker, redis_url, tmp_path_factory.mktemp("erp"), partitions=4, env=ERP_ENV)
-    await ensure_topics(cluster.settings)
-    cluster.start_worker()
-    try:
-        await ready(cluster)
+    async with running(Cluster(module_broker, redis_url, tmp_path_factory.mktemp("erp"), partitions=4,
+                               env=ERP_ENV)) as cluster:
         yield cluster
-    finally:
-        await cluster.close()
 
 
 async def postings(cluster: Cluster, locations: set[str], until: Any, timeout: float = 60) -> list[dict[str, Any]]:
@@ -193,16 +187,6 @@ async def test_conservation_after_a_mixed_day_and_a_replay_posts_nothing_new(erp
 
     after = unique(await postings(erp, set(stores), markers_posted, timeout=90))
     assert {k: v for k, v in after.items() if v["sku"] != marker} == before
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[str]:
-    try:
-        server = embedded.start_broker(tmp_path / "broker")
-    except Exception as exc:
-        pytest.fail(f"could not start a broker: {exc!r}")
-    yield server.url
-    server.stop()
 
 
 @pytest.mark.slow

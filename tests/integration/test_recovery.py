@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from availability import topics
-from streams import embedded
 from streams.admin import ensure_topics
 from tests.builders import delta, receipt, ref, sale, transfer
 
@@ -30,16 +28,6 @@ from .conftest import ready
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 Key = tuple[str, str]
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[str]:
-    try:
-        server = embedded.start_broker(tmp_path / "broker")
-    except Exception as exc:
-        pytest.fail(f"could not start a broker: {exc!r}")
-    yield server.url
-    server.stop()
 
 
 def workload(rng: random.Random, count: int) -> tuple[list[tuple[str, dict[str, Any], str | None]],
