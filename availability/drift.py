@@ -56,7 +56,7 @@ def _json_book(text: str) -> list[BookLine]:
     items = data.get("positions") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise BookError('JSON book must be a list of positions or {"positions": [...]}')
-    return _merge(_line(item, f"item {index}") for index, item in enumerate(items))
+    return one_per_position(_line(item, f"item {index}") for index, item in enumerate(items))
 
 
 def _csv_book(text: str) -> list[BookLine]:
@@ -66,7 +66,7 @@ def _csv_book(text: str) -> list[BookLine]:
         if not header & set(names):
             raise BookError(f"CSV header must name {' or '.join(names)}; it has {sorted(header)}")
     rows = ({(k or "").strip().lower(): v for k, v in row.items()} for row in reader)
-    return _merge(_line(row, f"line {index}") for index, row in enumerate(rows, start=2))
+    return one_per_position(_line(row, f"line {index}") for index, row in enumerate(rows, start=2))
 
 
 def _pick(item: Mapping[str, Any], names: tuple[str, ...]) -> Any:
@@ -88,7 +88,7 @@ def _line(item: Any, where: str) -> BookLine:
     return BookLine(sku.strip(), location.strip(), qty)
 
 
-def _merge(lines: Iterable[BookLine]) -> list[BookLine]:
+def one_per_position(lines: Iterable[BookLine]) -> list[BookLine]:
     """One line per position: a position listed twice is refused (an ERP book states each once)."""
     seen: dict[tuple[str, str], BookLine] = {}
     for line in lines:
