@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import domain
+from . import domain, erp
 
 
 def main() -> None:
-    for name, run in (("domain apply", domain.main),):
+    for name, run in (("domain apply", domain.main), ("ERP netting", erp.main)):
         print(f"== {name}")
         run()
 
