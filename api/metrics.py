@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .keys import METRICS
@@ -39,6 +39,12 @@ class Metrics:
             ["type"], registry=self.registry)
         self.ingest_rejected = Counter(
             "ats_api_events_rejected", "events refused by POST /v1/events, by reason", ["reason"],
+            registry=self.registry)
+        self.erp_drift_positions = Gauge(
+            "ats_erp_drift_positions", "positions whose engine on_hand differs from the ERP book, at the last "
+            "GET /v1/erp/drift", registry=self.registry)
+        self.erp_drift_units = Gauge(
+            "ats_erp_drift_units", "sum of |engine on_hand - ERP book on_hand| at the last GET /v1/erp/drift",
             registry=self.registry)
 
     def exposition(self) -> bytes:

@@ -38,6 +38,24 @@ class _Response(BaseModel):
 
 
 # ---- requests ------------------------------------------------------------------------------------
+MAX_BOOK_POSITIONS = 10_000
+BOOK_QTY_LIMIT = 10**12
+
+
+class BookPosition(_Request):
+    """The ERP's booked on_hand of one position."""
+
+    sku: Sku
+    location_id: LocationId
+    on_hand: Annotated[int, Field(ge=-BOOK_QTY_LIMIT, le=BOOK_QTY_LIMIT)]
+
+
+class ErpBook(_Request):
+    """A snapshot of the ERP's book on-hand (replaces the one posted before)."""
+
+    positions: Annotated[list[BookPosition], Field(min_length=1, max_length=MAX_BOOK_POSITIONS)]
+
+
 class AvailabilityQuery(_Request):
     """A page of SKUs at once (a product listing page)."""
 
@@ -129,6 +147,27 @@ class ProblemDetails(BaseModel):
     status: int
     detail: str
     errors: list[FieldProblem] | None = None
+
+
+class BookStored(_Response):
+    positions: int = Field(description="positions in the snapshot now stored")
+    posted_at: Timestamp
+
+
+class DriftRow(_Response):
+    sku: str
+    location_id: str
+    erp_on_hand: int
+    engine_on_hand: int
+    drift: int = Field(description="engine_on_hand - erp_on_hand")
+
+
+class DriftReport(_Response):
+    posted_at: Timestamp = Field(description="when the book snapshot was posted")
+    as_of: Timestamp
+    drifting: int = Field(description="positions whose drift is not 0")
+    total_abs_drift: int
+    positions: list[DriftRow]
 
 
 class Health(_Response):

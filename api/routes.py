@@ -11,14 +11,17 @@ from aiohttp import web
 
 from availability.events import ChannelName, Event, LocationId, ReferenceId, Sku
 
-from . import answers, health, ingest, openapi, reservations
+from . import answers, erp, health, ingest, openapi, reservations
 from .keys import ROUTE_SPECS
 from .metrics import metrics_handler
 from .models import (
     Accepted,
     Answer,
     AvailabilityQuery,
+    BookStored,
     Decision,
+    DriftReport,
+    ErpBook,
     EventBatch,
     Health,
     QueryAnswer,
@@ -32,6 +35,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ = "availability:read"
 RESERVE = "reservations:write"
 INGEST = "events:write"
+ADMIN = "admin"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,13 @@ ROUTES: tuple[Route, ...] = (
                      503: (None, "the broker or cache does not answer"),
                      504: (None, "no decision within ATS_HOLD_TIMEOUT_MS")},
           params=(Param("reservation_id", ReferenceId, "path"),)),
+    Route("PUT", "/v1/erp/book", erp.put_book, ADMIN, "Post the ERP's book on-hand (replaces the last snapshot)",
+          body=ErpBook,
+          responses={200: (BookStored, "stored"), 422: (None, "invalid positions, or one listed twice"),
+                     503: (None, "the cache does not answer")}),
+    Route("GET", "/v1/erp/drift", erp.get_drift, ADMIN, "Drift of the posted ERP book against the engine",
+          responses={200: (DriftReport, "drift per position (engine on_hand - booked on_hand)"),
+                     404: (None, "no ERP book posted yet"), 503: (None, "the cache does not answer")}),
     Route("GET", "/healthz", health.healthz, None, "Liveness", responses={200: (Health, "alive")}),
     Route("GET", "/readyz", health.readyz, None, "Readiness: cache, broker and worker heartbeat",
           responses={200: (Ready, "ready"), 503: (None, "not ready; checks say why")}),

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, le=16, description="replication factor of topics the engine creates")
     data_dir: Path = Field(Path("./.ats"), description="local state (RocksDB) and embedded services' files")
     erp_window_seconds: int = Field(300, ge=1, le=86_400, description="ERP netting window")
+    erp_grace_seconds: int = Field(
+        60, ge=0, le=86_400, description="how long after its end an ERP window waits for stragglers before it posts"
+    )
     dedupe_window_seconds: int = Field(
         7 * 86_400, ge=60, description="how long an applied event_id is remembered"
     )

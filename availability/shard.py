@@ -13,6 +13,15 @@ Exactly-once effects on at-least-once input:
   has not consumed. Everything below it is in the state (or in outputs flushed before it), so a worker
   resumes every input exactly there, whatever offsets the consumer group committed.
 
+ERP netting (:mod:`availability.netting`) lives inside each bucket and is stored in the bucket record:
+a movement and its netting are written together or not at all. Windows are closed by :meth:`tick`
+(the clock is the later of the tick's time and the latest event time seen), bucket by bucket, and a
+bucket that already includes a tick (its watermark) does not close again when that tick is replayed.
+Closed postings wait in the bucket's outbox: :attr:`Flush.postings` are the ones closed since the last
+drain, to be sent only after the flush's records are written; :meth:`outbox` lists every posting not
+yet confirmed (to re-send after a restart); :meth:`confirm` drops sent ones (the next flush rewrites
+their buckets without them).
+
 The caller (the worker) writes the records in that order, the marker last.
 """
 
@@ -27,6 +36,7 @@ from .dedupe import RecentIds
 from .events import AnyEvent, Reservation, Sale, epoch_ms
 from .ledger import HANDLERS, CountOutsideHorizon, Movements
 from .model import EMPTY, Position
+from .netting import Netting, Posting, closing_boundary, window_start
 from .reservations import Hold
 from .routing import Leg, line_ops
 from .validation import Rejection
@@ -67,24 +77,33 @@ class Flush(NamedTuple):
     cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last flush
     decisions: list[Hold]
     movements: list[Movement]
+    postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
 
 
 class _Bucket:
     """Positions of one location bucket, the input offsets they include, and the hold decisions taken in
-    the flush that wrote them (so a hold replayed after a crash inside that flush gets the same answer)."""
+    the flush that wrote them (so a hold replayed after a crash inside that flush gets the same answer),
+    and the ERP netting of its positions."""
 
-    __slots__ = ("decisions", "positions", "watermarks")
+    __slots__ = ("decisions", "netting", "positions", "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
-                 decisions: dict[str, list[Any]] | None = None):
+                 decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None):
         self.watermarks = watermarks or {}
         self.positions = positions or {}
         self.decisions = decisions or {}
+        self.netting = netting or Netting()
 
 
 class PartitionState:
-    def __init__(self, partition: int, *, horizon_ms: int, dedupe_window_ms: int) -> None:
+    def __init__(self, partition: int, *, horizon_ms: int, dedupe_window_ms: int, window_ms: int = 300_000,
+                 grace_ms: int = 60_000) -> None:
         self.partition = partition
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self.event_clock_ms = 0  # the latest occurred_at applied: event time closes windows too
+        self._open: dict[int, set[tuple[str, int]]] = {}  # window start → buckets with pending entries of it
+        self._postings: list[Posting] = []
         self.horizon_ms = horizon_ms
         self.hold_retention_ms = dedupe_window_ms
         self.buckets: dict[tuple[str, int], _Bucket] = {}
@@ -126,10 +145,14 @@ class PartitionState:
             return
         if kind == "b":
             location_id, _, bucket = rest.rpartition("|")
-            self.buckets[(location_id, int(bucket))] = _Bucket(
+            address = (location_id, int(bucket))
+            netting = Netting.from_wire(value.get("n"))
+            self.buckets[address] = _Bucket(
                 {int(code): offset for code, offset in value["w"].items()},
                 {sku: position_from_wire(data) for sku, data in value["p"].items()},
-                value.get("d") or {})
+                value.get("d") or {}, netting)
+            for start in netting.windows():
+                self._open.setdefault(start, set()).add(address)
         elif kind == "h":
             hold = hold_from_wire(value)
             self.holds[hold.reservation_id] = hold
@@ -141,6 +164,7 @@ class PartitionState:
         elif key.startswith("m|"):
             self.generation = max(self.generation, value["generation"])
             self.inputs = {int(code): offset for code, offset in value.get("inputs", {}).items()}
+            self.event_clock_ms = max(self.event_clock_ms, value.get("clock", 0))
 
     # ---- input positions -----------------------------------------------------------------------
     def expects(self, code: int) -> int | None:
@@ -200,7 +224,17 @@ class PartitionState:
             self._store(location_id, sku, position)
         self._movements.extend(Movement(sku, location_id, kind, qty, at, event.event_id)
                                for sku, moved in movements for kind, qty in moved)
+        self._net(location_id, at, movements)
         return None
+
+    def _net(self, location_id: str, at: int, movements: list[tuple[str, Movements]]) -> None:
+        start = window_start(at, self.window_ms)
+        for sku, moved in movements:
+            for kind, qty in moved:
+                self._bucket(location_id, sku).netting.add(sku, kind, start, qty)
+                self._open.setdefault(start, set()).add((location_id, bucket_of(sku)))
+        if movements:
+            self.event_clock_ms = max(self.event_clock_ms, at)
 
     def _reservation(self, event: Reservation, location_id: str, source: Source, now_ms: int) -> Rejection | None:
         existing = self.holds.get(event.reservation_id)
@@ -261,6 +295,7 @@ class PartitionState:
                     expired, freed = rsv.finish(hold, rsv.EXPIRED, now_ms)
                     self._unreserve(hold.location_id, freed, source, now_ms)
                     self._put_hold(expired)
+            self._close_windows(now_ms, source)
         finally:
             self._seal_touched(source)
         self._dropped_generations.extend(self.ids.expire(now_ms))
@@ -270,6 +305,32 @@ class PartitionState:
             for reservation_id in [r for r, h in self.holds.items() if not h.live and h.decided_ms < cutoff]:
                 del self.holds[reservation_id]
                 self._dirty_holds[reservation_id] = None
+
+    def _close_windows(self, now_ms: int, source: Source) -> None:
+        before = closing_boundary(max(now_ms, self.event_clock_ms), self.window_ms, self.grace_ms)
+        for start in sorted(s for s in self._open if s < before):
+            for address in self._open.pop(start):
+                bucket = self.buckets[address]
+                # A replayed tick whose closing the stored bucket already includes closes nothing there.
+                if bucket.watermarks.get(source.code, -1) < source.offset:
+                    self._postings.extend(bucket.netting.close(address[0], before, self.window_ms))
+                    self._touched.add(address)
+                for pending in bucket.netting.windows():  # still pending: keep them indexed
+                    self._open.setdefault(pending, set()).add(address)
+
+    def outbox(self) -> list[Posting]:
+        """Every closed posting not yet confirmed as sent (after a restart: to send again, unchanged)."""
+        return [posting for bucket in self.buckets.values() for posting in bucket.netting.outbox]
+
+    def confirm(self, postings: Iterable[Posting]) -> None:
+        """These postings were delivered: drop them from the outboxes (the next flush rewrites their buckets)."""
+        ids: dict[tuple[str, int], set[str]] = {}
+        for posting in postings:
+            ids.setdefault((posting.location_id, bucket_of(posting.sku)), set()).add(posting.posting_id)
+        for address, sent in ids.items():
+            bucket = self.buckets.get(address)
+            if bucket is not None and bucket.netting.confirm(sent):
+                self._dirty_buckets.add(address)
 
     # ---- state helpers -------------------------------------------------------------------------
     def _recorded_decision(self, location_id: str, lines: tuple[tuple[str, int], ...],
@@ -334,6 +395,8 @@ class PartitionState:
                       "p": {sku: position_to_wire(position) for sku, position in bucket.positions.items()}}
             if bucket.decisions:
                 record["d"], bucket.decisions = bucket.decisions, {}
+            if bucket.netting:
+                record["n"] = bucket.netting.to_wire()
             records.append((bucket_key(p, location_id, number), record))
         for reservation_id in self._dirty_holds:
             hold = self.holds.get(reservation_id)
@@ -345,11 +408,11 @@ class PartitionState:
             records.append((ids_key(p, generation), {"t": now_ms, "ids": ids}))
         records.extend((ids_key(p, dropped), None) for dropped in self._dropped_generations)
         cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
-        marker = {"generation": self.generation, "at": now_ms,
+        marker = {"generation": self.generation, "at": now_ms, "clock": self.event_clock_ms,
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}
-        flush = Flush(records, (marker_key(p), marker), cache, self._decisions, self._movements)
+        flush = Flush(records, (marker_key(p), marker), cache, self._decisions, self._movements, self._postings)
         self._dirty_buckets, self._dirty_holds, self._dirty_positions = set(), {}, {}
-        self._dropped_generations, self._decisions, self._movements = [], [], []
+        self._dropped_generations, self._decisions, self._movements, self._postings = [], [], [], []
         self._inputs_moved = False
         return flush
 

@@ -45,6 +45,8 @@ CHANGELOG_TOPIC: Final = f"{APP_ID}-{STATE_TABLE}-changelog"
 CACHE_PREFIX: Final = "ats:v1:"
 DECISIONS_CHANNEL: Final = CACHE_PREFIX + "decisions"
 HEARTBEAT_PREFIX: Final = CACHE_PREFIX + "worker:"
+#: the ERP's last posted book snapshot (PUT /v1/erp/book), read by GET /v1/erp/drift
+ERP_BOOK_KEY: Final = CACHE_PREFIX + "erp:book"
 
 
 def position_key(sku: str) -> str:

@@ -6,7 +6,8 @@ picked out of the table after recovery:
 
 =================================  ==========================================================
 ``b|{p}|{location}|{bucket}``      positions of one location whose SKU hashes to ``bucket``,
-                                   with the input offsets they include (``w``)
+                                   with the input offsets they include (``w``) and their ERP
+                                   netting (``n``: open windows, outbox, revision bookkeeping)
 ``h|{p}|{reservation_id}``         one hold
 ``d|{p}|{generation}``             the event ids first applied in one flush
 ``m|{p}``                          the flush marker: last generation and input offsets; written last
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .model import Position
+from .netting import Posting
 from .reservations import Hold, Shortfall
 
 #: positions of a location are packed into this many bucket records. Contract: changing it
@@ -114,3 +116,11 @@ def dead_letter(reason: str, detail: str, topic: str, partition: int, offset: in
                 ) -> dict[str, Any]:
     return {"reason": reason, "detail": detail, "topic": topic, "partition": partition, "offset": offset,
             "payload": payload}
+
+
+def posting_record(posting: Posting) -> dict[str, Any]:
+    """A posting as the ERP receives it on ``erp.movements`` (DESIGN.md)."""
+    return {"posting_id": posting.posting_id, "sku": posting.sku, "location_id": posting.location_id,
+            "movement_type": posting.movement_type, "qty": posting.qty,
+            "window_start": rfc3339(posting.window_start_ms), "window_end": rfc3339(posting.window_end_ms),
+            "revision": posting.revision, "event_count": posting.event_count}

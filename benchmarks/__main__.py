@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import domain, holds
+from . import domain, erp, holds
 
 
 def main() -> None:
-    for name, run in (("domain apply", domain.main), ("hold decisions", holds.main)):
+    for name, run in (("domain apply", domain.main), ("ERP netting", erp.main), ("hold decisions", holds.main)):
         print(f"== {name}")
         run()
 

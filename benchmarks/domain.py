@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -17,8 +18,11 @@ from availability.routing import legs
 from availability.shard import PartitionState, Source
 from availability.validation import validate_event
 
+PEAK_START = datetime(2026, 11, 27, 10, tzinfo=UTC)  # Black Friday, 10:00
 
-def envelopes(count: int, lines: int, seed: int = 7) -> list[bytes]:
+
+def envelopes(count: int, lines: int, seed: int = 7, *, spread_seconds: int = 0) -> list[bytes]:
+    """The POS envelopes; ``spread_seconds``: their business times spread evenly over that many seconds."""
     rng = random.Random(seed)
     skus = [f"SKU-{i}" for i in range(20_000)]
     weights = [1 / (rank + 1) for rank in range(len(skus))]
@@ -27,9 +31,13 @@ def envelopes(count: int, lines: int, seed: int = 7) -> list[bytes]:
         chosen = rng.choices(skus, weights, k=lines)
         kind = "sale" if rng.random() < 0.8 else "receipt"
         out.append(orjson.dumps({
-            "event_id": f"e-{index}", "type": kind, "occurred_at": "2026-11-24T10:00:00Z",
+            "event_id": f"e-{index}", "type": kind, "occurred_at": _at(index * spread_seconds // count),
             "location_id": f"S-{rng.randrange(200)}", "lines": [{"sku": s, "qty": 1} for s in chosen]}))
     return out
+
+
+def _at(offset_seconds: int) -> str:
+    return (PEAK_START + timedelta(seconds=offset_seconds)).isoformat().replace("+00:00", "Z")
 
 
 def main(count: int = 4_000, lines: int = 50) -> None:

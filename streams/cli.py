@@ -8,6 +8,7 @@ API as child processes; ``ats worker`` and ``ats api`` run one part each. The AP
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -63,6 +64,45 @@ def api() -> NoReturn:
     settings = _settings()
     _require_urls(settings)
     os.execv(sys.executable, [sys.executable, "-m", "api"])  # noqa: S606 - replaces this process on purpose
+
+
+@cli.group()
+def erp() -> None:
+    """The ERP feed: reconciliation against the ERP's books."""
+
+
+@erp.command(epilog=EPILOG)
+@click.argument("book", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--only-drift", is_flag=True, help="print only positions whose drift is not 0")
+@click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
+@click.option("--fail-on-drift", is_flag=True, help="exit with status 1 when any position drifts")
+def reconcile(book: Path, only_drift: bool, as_json: bool, fail_on_drift: bool) -> None:
+    """Drift per position: the engine's on_hand (from ATS_REDIS_URL) minus the ERP's book on_hand.
+
+    BOOK is CSV (header: sku, location_id, on_hand) or JSON ([{"sku", "location_id", "on_hand"}, ...]).
+    Positions the engine has for the book's SKUs but the book lacks count as booked 0.
+    """
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.UsageError("ATS_REDIS_URL must be set: the engine's positions are read from the cache")
+    from availability.drift import BookError, parse_book
+
+    from .reconcile import reconcile as run_reconcile
+    from .reconcile import render
+
+    try:
+        lines = parse_book(book.read_text(encoding="utf-8"), name=book.name)
+    except (BookError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"{book}: {exc}") from None
+    rows = run_reconcile(settings.redis_url, lines)
+    if as_json:
+        shown = [row._asdict() for row in rows if row.drift or not only_drift]
+        click.echo(json.dumps(shown, indent=2))
+    else:
+        for line in render(rows, only_drift=only_drift):
+            click.echo(line)
+    if fail_on_drift and any(row.drift for row in rows):
+        sys.exit(1)
 
 
 def _require_urls(settings: Settings) -> None:

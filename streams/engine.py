@@ -14,12 +14,18 @@ One batch, in this order (the order is what makes at-least-once input give exact
    partition's records keep their order, so a stored marker vouches for the records before it.
    Recovery reads each changelog to its true end (:mod:`streams.logreader`), also on the embedded
    broker, whose listed end offsets stop short of a multi-record batch;
-5. **ack** the batch's input events; Faust commits offsets only for what the flushed state covers.
+5. **postings**: send the ERP postings the flush closed to ``erp.movements`` and wait for delivery,
+   then confirm them to the state (the next flush rewrites their buckets without them). A posting is
+   sent only once the changelog holds it in its bucket's outbox: what was sent can never be decided
+   differently by a replay;
+6. **ack** the batch's input events; Faust commits offsets only for what the flushed state covers.
 
 A crash between any two steps replays the batch: a restarted worker resumes each input at the offset
 the recovered marker names (seeking back if Faust's committed offsets or fetches jumped past it). The
 state records of a flush cut short carry the input offsets they include and the event ids they
-applied, so the replay neither loses nor doubles.
+applied, so the replay neither loses nor doubles. Loading a partition first re-sends every posting
+still in an outbox (a crash between steps 4 and 5, or before a confirmation was written): the same
+ids with the same quantities, which the ERP takes idempotently.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from faust.types import TP, EventT
 from redis.asyncio import Redis
 
 from availability import topics, wire
+from availability.netting import Posting
 from availability.routing import legs
 from availability.settings import Settings
 from availability.shard import Flush, PartitionState, Source
@@ -65,6 +72,7 @@ class Engine:
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
         self.routed = app.topic(topics.ROUTED, key_type=bytes, value_type=bytes)
         self.dead_letters = app.topic(topics.DEAD_LETTER, key_type=bytes, value_type=bytes)
+        self.erp = app.topic(topics.ERP_MOVEMENTS, key_type=bytes, value_type=bytes)
         self.table = app.Table(topics.STATE_TABLE, partitions=settings.partitions,
                                key_type=bytes, value_type=bytes)
         self.router = Router(settings.partitions)
@@ -116,10 +124,13 @@ class Engine:
             else:
                 tick = self._input(state, message, source, now_ms, batch)
             state.consumed(source, quiet=tick)
-        flushes = {p: flush for p in batch.owners if (flush := self.states[p].drain(now_ms)) is not None}
+        states = {p: self.states[p] for p in batch.owners}  # a rebalance during the awaits below may drop them
+        flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_outputs(batch)
         await self._write_cache(flushes.values())
         await self._write_changelog(flushes, batch.owners)
+        for partition, flush in flushes.items():
+            await self._post(states[partition], flush.postings)
         await self.gate.seek_due()
         return done
 
@@ -177,7 +188,9 @@ class Engine:
         """The partition's state as its changelog left it; inputs it never consumed start at their beginning."""
         started = time.monotonic()
         state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
-                               dedupe_window_ms=self.settings.dedupe_window_seconds * 1000)
+                               dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
+                               window_ms=self.settings.erp_window_seconds * 1000,
+                               grace_ms=self.settings.erp_grace_seconds * 1000)
         records = 0
         for raw_key, raw_value in self.table.data.items():
             key = raw_key.decode()
@@ -196,9 +209,11 @@ class Engine:
         if moves:
             await self.app.consumer.seek_wait(moves)
         state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
-        log.info("partition %d: loaded %d state records (%d positions, %d holds) in %.2f s; inputs resume at %s",
-                 partition, records, sum(len(b.positions) for b in state.buckets.values()), len(state.holds),
-                 time.monotonic() - started, state.inputs)
+        unsent = state.outbox()
+        await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
+        log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s; "
+                 "inputs resume at %s", partition, records, sum(len(b.positions) for b in state.buckets.values()),
+                 len(state.holds), len(unsent), time.monotonic() - started, state.inputs)
         return state
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -219,6 +234,15 @@ class Engine:
             await self.dead_letters.send(key=key, value=value)
         if batch.routed or batch.dead_letters:
             await self.app.producer.flush()
+
+    async def _post(self, state: PartitionState, postings: list[Posting]) -> None:
+        """Send postings to the ERP feed and wait for delivery; then the state may forget them."""
+        if not postings:
+            return
+        for posting in postings:
+            await self.erp.send(key=posting.location_id.encode(), value=orjson.dumps(wire.posting_record(posting)))
+        await self.app.producer.flush()
+        state.confirm(postings)
 
     async def _write_cache(self, flushes: Any) -> None:
         pipe = self.cache.pipeline(transaction=False)

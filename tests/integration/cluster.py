@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
 from availability import topics
@@ -23,14 +23,16 @@ from streams.embedded import stop_process
 
 
 class Cluster:
-    def __init__(self, broker_url: str, redis_url: str, root: Path, *, partitions: int, store: str = "memory"):
+    def __init__(self, broker_url: str, redis_url: str, root: Path, *, partitions: int, store: str = "memory",
+                 env: dict[str, str] | None = None):
+        self.extra_env = env or {}
         self.broker_url = broker_url
         self.redis_url = redis_url
         self.root = root
         self.partitions = partitions
         self.store = store
         self.settings = load_settings({"ATS_BROKER_URL": broker_url, "ATS_REDIS_URL": redis_url,
-                                       "ATS_PARTITIONS": str(partitions)})
+                                       "ATS_PARTITIONS": str(partitions), **self.extra_env})
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.cache = Redis.from_url(redis_url)
         self.producer: AIOKafkaProducer | None = None
@@ -41,6 +43,7 @@ class Cluster:
         env.update(ATS_BROKER_URL=self.broker_url, ATS_REDIS_URL=self.redis_url, ATS_PARTITIONS=str(self.partitions),
                    ATS_DATA_DIR=str(self.root / name), ATS_STORE=self.store, ATS_SESSION_TIMEOUT_SECONDS="3",
                    ATS_HEARTBEAT_INTERVAL_SECONDS="0.5", ATS_TICK_INTERVAL_MS="200", ATS_LOG_LEVEL="info")
+        env.update(self.extra_env)
         return env
 
     def start_worker(self, name: str = "w0", *, wipe: bool = False) -> subprocess.Popen[bytes]:
@@ -112,6 +115,36 @@ class Cluster:
     async def decision(self, reservation_id: str) -> dict[str, Any] | None:
         raw = await self.cache.get(topics.reservation_key(reservation_id))
         return orjson.loads(raw) if raw else None
+
+    async def records(self, topic: str, match: Callable[[dict[str, Any]], bool],
+                      until: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 60,
+                      ) -> list[dict[str, Any]]:
+        """Every record of ``topic`` (from its beginning) that ``match`` picks, read at least to the end
+        offsets listed at the start and then until ``until`` holds."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False)
+        await consumer.start()
+        found: list[dict[str, Any]] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while not (partitions := consumer.partitions_for_topic(topic)):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic}: no partitions within {timeout} s")
+                await consumer.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while True:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    found.extend(r for record in records if match(r := orjson.loads(record.value)))
+                caught_up = all([await consumer.position(tp) >= end for tp, end in ends.items()])
+                if caught_up and until(found):
+                    return found
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic}: condition not reached within {timeout} s; read {found!r}"[:4000])
+        finally:
+            await consumer.stop()
 
     async def dead_letters(self, match: Callable[[dict[str, Any]], bool], *, expect: int,
                            timeout: float = 30) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +34,13 @@ def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def engine(module_broker: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
                  ) -> AsyncIterator[Cluster]:
     """One running worker (8 partitions) for a module's tests; tests use fresh SKUs and locations."""
-    cluster = Cluster(module_broker, redis_url, tmp_path_factory.mktemp("engine"), partitions=8)
+    async with running(Cluster(module_broker, redis_url, tmp_path_factory.mktemp("engine"), partitions=8)) as cluster:
+        yield cluster
+
+
+@asynccontextmanager
+async def running(cluster: Cluster) -> AsyncIterator[Cluster]:
+    """The cluster's topics created and one worker ready; everything stopped on the way out."""
     await ensure_topics(cluster.settings)
     cluster.start_worker()
     try:
@@ -40,6 +48,17 @@ async def engine(module_broker: str, redis_url: str, tmp_path_factory: pytest.Te
         yield cluster
     finally:
         await cluster.close()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[str]:
+    """A broker of this test's own (it chooses the partition count; it may kill workers)."""
+    try:
+        server = start_test_broker(tmp_path / "broker")
+    except Exception as exc:
+        pytest.fail(f"could not start a broker: {exc!r}")
+    yield server.url
+    server.stop()
 
 
 async def ready(cluster: Cluster, timeout: float = 90) -> None:

@@ -27,7 +27,9 @@ SECURED = [("GET", "/v1/availability/SKU-1", None, "availability:read"),
            ("POST", "/v1/events", {"events": []}, "events:write"),
            ("POST", "/v1/reservations", {}, "reservations:write"),
            ("GET", "/v1/reservations/R-1", None, "reservations:write"),
-           ("DELETE", "/v1/reservations/R-1", None, "reservations:write")]
+           ("DELETE", "/v1/reservations/R-1", None, "reservations:write"),
+           ("PUT", "/v1/erp/book", {"positions": []}, "admin"),
+           ("GET", "/v1/erp/drift", None, "admin")]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,8 @@ async def test_every_secured_route_needs_a_token(client: Client, method: str, pa
         response = await client.request(method, path, json=body, headers=headers)
         assert_problem(response, await response.json(), 401)
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="ats"'
-    lacking = {"availability:read": INGESTER, "events:write": READER, "reservations:write": READER}[scope]
+    lacking = {"availability:read": INGESTER, "events:write": READER, "reservations:write": READER,
+               "admin": RESERVER}[scope]
     response = await client.request(method, path, json=body, headers=bearer(lacking))
     problem = await response.json()
     assert_problem(response, problem, 403)

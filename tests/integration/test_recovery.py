@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 
 from availability import topics
 from streams.admin import ensure_topics
-from tests.brokers import start_test_broker
 from tests.builders import delta, receipt, ref, sale, transfer
 
 from .cluster import Cluster, eventually
@@ -30,16 +28,6 @@ from .conftest import ready
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 Key = tuple[str, str]
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[str]:
-    try:
-        server = start_test_broker(tmp_path / "broker")
-    except Exception as exc:
-        pytest.fail(f"could not start a broker: {exc!r}")
-    yield server.url
-    server.stop()
 
 
 def workload(rng: random.Random, count: int) -> tuple[list[tuple[str, dict[str, Any], str | None]],

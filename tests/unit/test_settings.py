@@ -19,6 +19,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert settings.api_host == "127.0.0.1"
     assert settings.api_port == 8080
     assert settings.erp_window_seconds == 300
+    assert settings.erp_grace_seconds == 60
     assert settings.data_dir == Path(".ats")
     assert settings.broker_url is None
     assert settings.redis_url is None

@@ -755,7 +755,7 @@ def test_records_are_drained_buckets_then_holds_then_ids() -> None:
     assert kinds == sorted(kinds, key=order.__getitem__)
     assert set(kinds) == {"b", "h", "d"}
     assert all(key.split("|")[1] == "0" for key, _ in flush.records)
-    assert flush.marker == ("m|0", {"generation": shard.state.generation, "at": NOW,
+    assert flush.marker == ("m|0", {"generation": shard.state.generation, "at": NOW, "clock": T0 + 4_000,
                                     "inputs": {str(code): offset for code, offset in shard.state.inputs.items()}})
 
 
@@ -939,11 +939,11 @@ def test_the_marker_names_the_next_offset_of_every_input_consumed() -> None:
 
 def test_a_tick_that_changes_nothing_writes_no_marker_but_the_next_flush_records_it() -> None:
     shard = Shard()
-    shard.send(receipt("S1", ("A", 5)))
+    shard.send(receipt("S1", ("A", 5), at=NOW))  # its ERP window is still open at NOW + 1
     shard.state.drain(NOW)
     shard.tick(NOW + 1)
     assert shard.state.drain(NOW + 1) is None
-    shard.send(sale("S1", ("A", 1)))
+    shard.send(sale("S1", ("A", 1), at=NOW))
     assert restore(drained(shard.state)).expects(ROUTED_CODE) == 1
 
 

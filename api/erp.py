@@ -1,0 +1,69 @@
+"""ERP reconciliation over HTTP (admin scope): the ERP posts a snapshot of its book on-hand, and the drift
+of every booked position against the engine's positions (read from the cache) is one GET away.
+
+``PUT /v1/erp/book`` replaces the stored snapshot (one cache key); ``GET /v1/erp/drift`` computes the drift
+with :func:`availability.drift.drift` (``engine on_hand - booked on_hand``) and sets the drift gauges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from availability import topics
+from availability.drift import BookError, BookLine, drift, one_per_position
+from availability.wire import rfc3339
+
+from .answers import read_positions
+from .bodies import parse, read_json
+from .keys import CACHE, CLOCK, METRICS
+from .models import ErpBook
+from .problems import Problem, unavailable
+
+
+async def put_book(request: web.Request) -> web.Response:
+    """``PUT /v1/erp/book`` with ``{"positions": [{"sku", "location_id", "on_hand"}, ...]}``."""
+    body = parse(ErpBook, await read_json(request))
+    try:
+        book = one_per_position(BookLine(p.sku, p.location_id, p.on_hand) for p in body.positions)
+    except BookError as exc:
+        raise Problem(422, str(exc), errors=[{"field": "positions", "message": str(exc)}]) from None
+    stored = {"posted_at": rfc3339(int(request.app[CLOCK]() * 1000)), "positions": [list(line) for line in book]}
+    try:
+        await request.app[CACHE].set(topics.ERP_BOOK_KEY, orjson.dumps(stored))
+    except (RedisError, OSError, TimeoutError):
+        request.app[METRICS].cache_errors.labels("write").inc()
+        raise unavailable("the cache") from None
+    return web.json_response({"positions": len(book), "posted_at": stored["posted_at"]}, dumps=_dumps)
+
+
+async def get_drift(request: web.Request) -> web.Response:
+    """``GET /v1/erp/drift``: every position of the posted book (and every engine position of its SKUs)."""
+    cache, metrics = request.app[CACHE], request.app[METRICS]
+    try:
+        raw = await cache.get(topics.ERP_BOOK_KEY)
+        if raw is None:
+            raise Problem(404, "no ERP book has been posted; PUT /v1/erp/book first")
+        stored = orjson.loads(raw)
+        book = [BookLine(sku, location, on_hand) for sku, location, on_hand in stored["positions"]]
+        skus = sorted({line.sku for line in book})
+        found = await read_positions(cache, skus, None)
+    except (RedisError, OSError, TimeoutError):
+        metrics.cache_errors.labels("read").inc()
+        raise unavailable("the availability cache") from None
+    engine = {(sku, location): value[0] for sku, pairs in zip(skus, found, strict=True) for location, value in pairs}
+    rows = drift(book, engine)
+    drifting = [row for row in rows if row.drift]
+    total = sum(abs(row.drift) for row in drifting)
+    metrics.erp_drift_positions.set(len(drifting))
+    metrics.erp_drift_units.set(total)
+    body = {"posted_at": stored["posted_at"], "as_of": rfc3339(int(request.app[CLOCK]() * 1000)),
+            "drifting": len(drifting), "total_abs_drift": total, "positions": [row._asdict() for row in rows]}
+    return web.json_response(body, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
