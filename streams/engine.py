@@ -82,6 +82,7 @@ class Engine:
         self.gate = InputGate(self._seek, self.log_reader.first_at)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     # ---- the agent -----------------------------------------------------------------------------
     async def process(self, stream: faust.StreamT[bytes]) -> None:
@@ -220,6 +221,9 @@ class Engine:
         for tp in revoked:
             self.states.pop(tp.partition, None)
         self.gate.reset()
+
+    async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        await self.log_reader.close()
 
     def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         self.gate.reset()
