@@ -21,7 +21,8 @@ One batch, in this order (the order is what makes at-least-once input give exact
 6. **ack** the batch's input events; Faust commits offsets only for what the flushed state covers.
 
 A crash between any two steps replays the batch: a restarted worker resumes each input at the offset
-the recovered marker names (seeking back if Faust's committed offsets or fetches jumped past it). The
+the recovered marker names (seeking there if Faust's committed offsets differ; a gap that opens later
+is read from the log, see :mod:`streams.gate`). The
 state records of a flush cut short carry the input offsets they include and the event ids they
 applied, so the replay neither loses nor doubles. Loading a partition first re-sends every posting
 still in an outbox (a crash between steps 4 and 5, or before a confirmation was written): the same
@@ -79,20 +80,13 @@ class Engine:
         app.agent(self.inputs, name="engine")(self.process)
         app.timer(settings.tick_interval_ms / 1000, name="tick")(self.tick)
         self.log_reader = LogReader(settings)
-        self.gate = InputGate(self._seek, self.log_reader.first_at)
+        self.gate = InputGate(self._seek)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     # ---- the agent -----------------------------------------------------------------------------
     async def process(self, stream: faust.StreamT[bytes]) -> None:
-        # Faust clears the queues of its flow control when flow resumes after a rebalance, dropping
-        # messages it already counts as read (see streams.gate). Ours is kept: a replayed message is
-        # cheap (the gate acknowledges it as covered), a dropped one is a gap to seek back for.
-        managed, queue = self.app.flow_control._queues, stream.channel.queue  # type: ignore[attr-defined]
-        if queue in managed:
-            managed.discard(queue)
-            log.info("input queue kept out of the flow control's clearing")
         window = self.settings.batch_window_ms / 1000
         async for events in stream.noack_take(self.settings.batch_max, window):  # type: ignore[attr-defined]
             for event in await self.handle(events):
@@ -112,7 +106,18 @@ class Engine:
                 continue
             state = self.states[message.partition]
             source = Source(topics.TOPIC_CODE[message.topic], message.offset)
-            verdict = await self.gate.admit(message.tp, message.offset, state.expects(source.code))
+            expected = state.expects(source.code)
+            verdict = self.gate.admit(message.tp, message.offset, expected)
+            if verdict is Verdict.GAP and expected is not None:
+                skipped = await self.log_reader.read(message.tp, expected, message.offset)
+                if skipped is None:
+                    self.gate.hold(message.tp, expected)
+                    verdict = Verdict.HOLD
+                else:
+                    batch.owners[message.partition] = event
+                    for record in skipped:
+                        self._apply(state, record, now_ms, batch)
+                    verdict = Verdict.APPLY
             if verdict is Verdict.HOLD:
                 continue
             done.append(event)
@@ -120,11 +125,7 @@ class Engine:
             if verdict is Verdict.COVERED:
                 continue
             batch.owners[message.partition] = event
-            if message.topic == topics.ROUTED:
-                tick = self._routed(state, message, source, now_ms, batch)
-            else:
-                tick = self._input(state, message, source, now_ms, batch)
-            state.consumed(source, quiet=tick)
+            self._apply(state, message, now_ms, batch)
         states = {p: self.states[p] for p in batch.owners}  # a rebalance during the awaits below may drop them
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_outputs(batch)
@@ -134,6 +135,15 @@ class Engine:
             await self._post(states[partition], flush.postings)
         await self.gate.seek_due()
         return done
+
+    def _apply(self, state: PartitionState, message: Any, now_ms: int, batch: Batch) -> None:
+        """One input record (a Faust message, or a record read from the log to fill a gap)."""
+        source = Source(topics.TOPIC_CODE[message.topic], message.offset)
+        if message.topic == topics.ROUTED:
+            tick = self._routed(state, message, source, now_ms, batch)
+        else:
+            tick = self._input(state, message, source, now_ms, batch)
+        state.consumed(source, quiet=tick)
 
     async def _seek(self, tp: TP, offset: int) -> None:
         # seek_wait runs in the consumer's own thread (Consumer.seek would touch aiokafka from this one)

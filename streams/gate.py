@@ -6,17 +6,16 @@ checked against it:
 
 * below it: already in the state (a replay) → acknowledged, not applied;
 * at it: applied;
-* above it: a gap. Either the log itself has a hole there (transaction markers, aborted records,
-  retention on real Kafka) or the consumer skipped records. The log is asked directly, with a probe
-  read at the expected offset: a real hole is stepped over; skipped records are waited for, the message
-  is held back (neither applied nor acknowledged) and the consumer is sought back to them, again every
-  ``retry_seconds`` until they arrive.
+* above it: a **gap**. The engine reads the gap from the log itself (:meth:`streams.logreader.LogReader.read`)
+  and applies what it holds, then the message: records the consumer skipped are applied in order, and
+  holes in the log (transaction markers, retention on Kafka) are simply absent. Only when the log does
+  not answer in time is the message held back (neither applied nor acknowledged) and the consumer
+  sought back to the expected offset, again every ``retry_seconds`` until it arrives.
 
 Why the consumer can skip: around a rebalance Faust resumes stream partitions and fetches while it
 seeks them to the committed offsets, and then clears its channel queues when flow resumes
 (faust-streaming 0.15, ``Recovery._resume_streams``); what sat in them is gone and its offsets are
-marked read. The engine keeps its own queue out of that clearing (:func:`streams.engine`), and this
-gate makes any other skip harmless instead of a silent loss.
+marked read. Reading the gap from the log does not depend on Faust's consumer at all.
 """
 
 from __future__ import annotations
@@ -31,66 +30,58 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: ``probe(tp, offset)``: the first offset at or after ``offset`` that the log holds (None: none yet).
-Probe = Callable[[Any, int], Awaitable[int | None]]
 Seek = Callable[[Any, int], Awaitable[None]]
 
 
 class Verdict(enum.Enum):
     APPLY = "apply"
     COVERED = "covered"
+    GAP = "gap"
     HOLD = "hold"
 
 
 @dataclass
 class _Wait:
-    expected: int  # what the state expects
-    resume: int  # the first offset the log holds from there: where the consumer is sought back to
+    expected: int
     sought_at: float = -math.inf
 
 
 class InputGate:
-    def __init__(self, seek: Seek, probe: Probe, *, retry_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, seek: Seek, *, retry_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._seek = seek
-        self._probe = probe
         self.retry_seconds = retry_seconds
         self.clock = clock
         self.waiting: dict[Any, _Wait] = {}
-        self.holes = 0
+        self.gaps = 0
         self.seeks = 0
 
     def reset(self) -> None:
         """Forget pending seeks (after a rebalance the consumer starts over from committed offsets)."""
         self.waiting.clear()
 
-    async def admit(self, tp: Any, offset: int, expected: int | None) -> Verdict:
+    def admit(self, tp: Any, offset: int, expected: int | None) -> Verdict:
         if expected is None or offset == expected:
             self.waiting.pop(tp, None)
             return Verdict.APPLY
         if offset < expected:
             return Verdict.COVERED
         wait = self.waiting.get(tp)
-        if wait is None or wait.expected != expected:
-            resume = await self._probe(tp, expected)
-            if resume is None or resume > offset:  # the log does not answer (yet): ask again later
-                return Verdict.HOLD
-            wait = self.waiting[tp] = _Wait(expected, resume)
-            if resume > expected:
-                self.holes += 1
-                log.info("%s: offsets %d..%d are not in the log; going on from %d", tp, expected, resume - 1, resume)
-            else:
-                log.info("%s: offset %d arrived where %d was expected; seeking back", tp, offset, expected)
-        if offset == wait.resume:
-            del self.waiting[tp]
-            return Verdict.APPLY
-        return Verdict.HOLD
+        if wait is not None and wait.expected == expected:
+            return Verdict.HOLD  # already sought back: wait for the expected offset
+        self.gaps += 1
+        log.info("%s: offset %d arrived where %d was expected; reading the gap from the log", tp, offset, expected)
+        return Verdict.GAP
+
+    def hold(self, tp: Any, expected: int) -> None:
+        """The log did not give the gap in time: hold the partition's messages and seek the consumer back."""
+        log.warning("%s: the log did not answer for offsets from %d; seeking back", tp, expected)
+        self.waiting[tp] = _Wait(expected)
 
     async def seek_due(self) -> None:
-        """Seek back every partition that waits for skipped records and was not sought just now."""
+        """Seek back every held partition that was not sought just now."""
         now = self.clock()
         for tp, wait in list(self.waiting.items()):
             if now - wait.sought_at >= self.retry_seconds:
                 wait.sought_at = now
                 self.seeks += 1
-                await self._seek(tp, wait.resume)
+                await self._seek(tp, wait.expected)

@@ -2,8 +2,8 @@
 
 Two answers the worker cannot take from Faust's consumer:
 
-* **where the log resumes at an offset** (:meth:`LogReader.first_at`): the input gate
-  (:mod:`streams.gate`) asks it to tell a hole in the log from records the consumer skipped;
+* **the records the consumer skipped** (:meth:`LogReader.read`): when the input gate
+  (:mod:`streams.gate`) finds a gap, the engine reads what the log holds in it and applies it;
 * **where a partition really ends** (:meth:`LogReader.ends`). The embedded broker answers ListOffsets
   with the first offset of the last record batch + 1 when that batch holds several records
   (``../shared/EMBEDDED.md``). Faust recovers a table by reading its changelog up to that answer, so
@@ -48,16 +48,25 @@ class LogReader:
             await self._consumer.stop()
             self._consumer = None
 
-    async def first_at(self, tp: Any, offset: int) -> int | None:
-        """The first offset at or after ``offset`` that the log holds (None: nothing there yet)."""
+    async def read(self, tp: Any, start: int, end: int) -> list[Any] | None:
+        """Every record of ``tp`` at offsets ``start`` ≤ offset < ``end`` (holes in the log are simply
+        absent), read until the log shows ``end`` is reached; None if it does not within the timeout."""
         async with self._lock:
             consumer = await self._started()
             partition = TopicPartition(tp.topic, tp.partition)
             consumer.assign([partition])
-            consumer.seek(partition, offset)
-            fetched = await consumer.getmany(partition, timeout_ms=int(self.timeout_seconds * 1000), max_records=1)
-            records = fetched.get(partition)
-            return records[0].offset if records else None
+            consumer.seek(partition, start)
+            records: list[Any] = []
+            deadline = time.monotonic() + self.timeout_seconds
+            while time.monotonic() < deadline:
+                fetched = await consumer.getmany(partition, timeout_ms=200, max_records=10_000)
+                for record in fetched.get(partition, ()):
+                    if record.offset >= end:
+                        return records
+                    records.append(record)
+                if records and records[-1].offset == end - 1:
+                    return records
+            return None
 
     async def ends(self, listed: Mapping[Any, int | None]) -> dict[Any, int | None]:
         """The true end offset of each partition, from fetch responses read at its listed end offset."""

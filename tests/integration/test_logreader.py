@@ -79,8 +79,11 @@ async def test_true_end_of_an_empty_partition_and_of_a_single_record_batch(setti
     assert await reader.ends({single: await listed_end(settings, single)}) == {single: 6}
 
 
-async def test_first_at_finds_records_and_says_when_there_are_none(settings: Settings, reader: LogReader) -> None:
+async def test_read_gives_the_records_of_a_range_and_none_when_the_log_stops_short(settings: Settings,
+                                                                                   reader: LogReader) -> None:
     tp = await topic_with(settings, 10)
-    assert await reader.first_at(tp, 3) == 3
-    assert await reader.first_at(tp, 0) == 0
-    assert await reader.first_at(tp, 10) is None
+    records = await reader.read(tp, 3, 7)
+    assert records is not None
+    assert [(r.offset, r.value) for r in records] == [(3, b"3"), (4, b"4"), (5, b"5"), (6, b"6")]
+    assert await reader.read(tp, 9, 10) is not None
+    assert await reader.read(tp, 8, 12) is None  # offsets 10 and 11 are not in the log (yet)

@@ -123,6 +123,38 @@ async def test_kill_mid_stream_and_restart(own_broker: str, redis_url: str, tmp_
         await cluster.close()
 
 
+async def test_two_workers_one_killed_the_other_takes_over_then_shares_again(own_broker: str, redis_url: str,
+                                                                            tmp_path: Path) -> None:
+    """Two workers share 8 partitions; one is killed mid-stream, the other takes its partitions over
+    from the changelog; the killed one comes back on an empty disk and the group rebalances again.
+    Every rebalance is a moment Faust drops fetched messages (streams/gate.py): state must stay exact."""
+    cluster = Cluster(own_broker, redis_url, tmp_path, partitions=8)
+    await ensure_topics(cluster.settings)
+    messages, expected = workload(random.Random(2), 3000)
+    third = len(messages) // 3
+    try:
+        cluster.start_worker("w0")
+        cluster.start_worker("w1")
+        await ready(cluster)
+        await eventually(lambda: _both_own_partitions(cluster), timeout=60, what="both workers own partitions")
+        await cluster.send_many(messages[:third])
+        first = next(iter(expected))
+        await eventually(lambda: cluster.position(*first), timeout=30, what="some progress")
+        cluster.kill("w1")  # mid-stream; w0 takes every partition once w1's session expires
+        await cluster.send_many(messages[third:2 * third])
+        cluster.start_worker("w1", wipe=True)
+        await cluster.send_many(messages[2 * third:])
+        await converge(cluster, expected, timeout=120)
+        for name in ("w0", "w1"):
+            assert "ConsistencyError" not in cluster.log(name)
+    finally:
+        await cluster.close()
+
+
+async def _both_own_partitions(cluster: Cluster) -> bool:
+    return all("partition" in cluster.log(name) and "loaded" in cluster.log(name) for name in ("w0", "w1"))
+
+
 async def test_resumes_where_the_state_ends_not_where_the_group_committed(own_broker: str, redis_url: str,
                                                                           tmp_path: Path) -> None:
     """Offsets committed past what the state holds (an operator's reset, a commit racing a crash) must not
