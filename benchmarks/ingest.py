@@ -51,6 +51,7 @@ def measure(lines: int, per_message: int, partitions: int, profile: Path | None)
         read_lines, read_s = asyncio.run(rigs.plain_read(rig, workloads.TOPICS, len(workload.messages) + sentinels))
         assert read_lines == workload.lines + sentinels, (read_lines, workload.lines)
         run = rigs.run_engine(rig, workload, profile=profile)
+        records, flushes = asyncio.run(rigs.changelog_records(rig))
     rigs.verify(run)
     plain = workload.lines / read_s
     return {
@@ -65,6 +66,7 @@ def measure(lines: int, per_message: int, partitions: int, profile: Path | None)
         "ratio": round(workload.lines / run.applying_s / plain, 4),
         "ratio_incl_start": round(workload.lines / run.total_s / plain, 4),
         "target_ratio": TARGET, "checked_skus": len(run.checked),
+        "changelog_records": records, "flushes": flushes,
     }
 
 
@@ -78,6 +80,9 @@ def report(figures: dict[str, Any]) -> None:
     print(f"  engine, incl. start/join/recovery:     {figures['engine_lines_per_s_incl_start']:>12,} lines/s   "
           f"ratio {figures['ratio_incl_start']:.3f} (start to first applied "
           f"{figures['engine_start_to_first_applied_s']} s)")
+    print(f"  changelog: {figures['changelog_records']:,} records in {figures['flushes']:,} partition "
+          f"flushes (markers), "
+          f"{figures['changelog_records'] / figures['lines']:.3f} per line")
     print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
 
 

@@ -109,6 +109,25 @@ async def plain_read(rig: Rig, topic_names: tuple[str, ...], messages: int) -> t
         await consumer.stop()
 
 
+async def changelog_records(rig: Rig, idle_ms: int = 1500) -> tuple[int, int]:
+    """(state records, flush markers) the worker wrote to its changelog, read to the end (until idle: the
+    embedded broker's listed end offsets stop short of a multi-record batch)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=rig.bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=25)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topics.CHANGELOG_TOPIC, p) for p in range(rig.settings.partitions)])
+        await consumer.seek_to_beginning()
+        records = markers = 0
+        while batches := await consumer.getmany(timeout_ms=idle_ms, max_records=100_000):
+            for batch in batches.values():
+                records += len(batch)
+                markers += sum(1 for record in batch if (record.key or b"").startswith(b"m|"))
+        return records, markers
+    finally:
+        await consumer.stop()
+
+
 @dataclass
 class EngineRun:
     started: float  # monotonic: the worker process spawned

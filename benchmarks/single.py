@@ -70,6 +70,7 @@ def measure(events: int, partitions: int, profile: Path | None) -> dict[str, Any
         produce_s = time.perf_counter() - started
         faust_rate = faust_noop(rig, messages)
         run = rigs.run_engine(rig, workload, profile=profile)
+        records, flushes = asyncio.run(rigs.changelog_records(rig))
         read_lines, read_s = asyncio.run(rigs.plain_read(rig, workloads.TOPICS, messages))
     rigs.verify(run)
     engine = workload.lines / run.applying_s
@@ -82,6 +83,7 @@ def measure(events: int, partitions: int, profile: Path | None) -> dict[str, Any
         "ratio": round(engine / faust_rate, 3), "ratio_incl_start": round(workload.lines / run.total_s / faust_rate, 3),
         "target_ratio": TARGET, "plain_read_events_per_s": round(read_lines / read_s),
         "checked_skus": len(run.checked),
+        "changelog_records": records, "flushes": flushes,
     }
 
 
@@ -99,6 +101,9 @@ def report(figures: dict[str, Any]) -> None:
           f"ratio {figures['ratio_incl_start']:.2f}x (start to first applied "
           f"{figures['engine_start_to_first_applied_s']} s)")
     print(f"  for reference, plain aiokafka read:   {figures['plain_read_events_per_s']:>10,} events/s")
+    print(f"  changelog: {figures['changelog_records']:,} records in {figures['flushes']:,} partition "
+          f"flushes (markers), "
+          f"{figures['changelog_records'] / figures['events']:.3f} per line")
     print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
 
 
