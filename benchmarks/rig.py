@@ -154,6 +154,9 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
                # as `ats up` runs the embedded broker: a short session keeps the group join to seconds
                ATS_SESSION_TIMEOUT_SECONDS="3", ATS_HEARTBEAT_INTERVAL_SECONDS="0.5")
     (rig.root / "worker").mkdir(exist_ok=True)
+    spy_bin = Path(sys.executable).parent / "py-spy"
+    if profile is not None and not spy_bin.exists():
+        raise SystemExit(f"--profile needs py-spy: {Path(sys.executable).parent / 'pip'} install py-spy")
     log = (rig.root / "worker.log").open("ab")
     started = time.monotonic()
     worker = embedded.child_process([sys.executable, "-m", "streams", "worker"], log=log, env=env)
@@ -163,7 +166,7 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
     def attach() -> None:  # py-spy from the first applied event on: the profile of consumption alone
         if profile is not None:
             spies.append(subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(worker.pid), "--rate", "100",
+                [str(spy_bin), "record", "--pid", str(worker.pid), "--rate", "100",
                  "--format", "raw", "-o", str(profile), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
