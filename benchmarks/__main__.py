@@ -1,14 +1,43 @@
-"""``make bench``: run every benchmark and print its figure beside its baseline."""
+"""``make bench``: run every benchmark and print its figure beside its baseline.
+
+The ingest figures (:mod:`benchmarks.ingest`, :mod:`benchmarks.single`) are written with a description
+of the machine to ``.ats/bench/bench-<UTC time>.json`` and summed up in a table at the end.
+"""
 
 from __future__ import annotations
 
-from . import domain, erp, holds
+from typing import Any
+
+from . import domain, erp, holds, ingest, rig, single
+
+
+def table(figures: dict[str, dict[str, Any]]) -> list[str]:
+    envelopes, events = figures["ingest, envelopes"], figures["ingest, single-line events"]
+    rows = [
+        ("ingest, envelopes (lines/s)", envelopes["engine_lines_per_s"], envelopes["plain_read_lines_per_s"],
+         "plain aiokafka read", envelopes["ratio"], envelopes["target_ratio"]),
+        ("ingest, single-line events (events/s)", events["engine_events_per_s"],
+         events["faust_noop_messages_per_s"], "stock Faust no-op agent", events["ratio"], events["target_ratio"]),
+    ]
+    lines = [f"{'figure':<40} {'engine':>10} {'baseline':>10}  {'(baseline is)':<24} {'ratio':>7} {'target':>7}  met"]
+    for name, engine, baseline, what, ratio, target in rows:
+        lines.append(f"{name:<40} {engine:>10,} {baseline:>10,}  {what:<24} {ratio:>7.3f} {target:>7.2f}  "
+                     f"{'yes' if ratio >= target else 'no'}")
+    return lines
 
 
 def main() -> None:
     for name, run in (("domain apply", domain.main), ("ERP netting", erp.main), ("hold decisions", holds.main)):
         print(f"== {name}")
         run()
+    figures = {}
+    for name, measure in (("ingest, envelopes", ingest.run), ("ingest, single-line events", single.run)):
+        print(f"== {name}")
+        figures[name] = measure([])
+    path = rig.write_result("bench", figures)
+    print("== summary (excluding worker start-up; both figures also incl. start-up in the JSON)")
+    print("\n".join(table(figures)))
+    print(f"written to {path}")
 
 
 main()
