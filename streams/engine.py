@@ -60,7 +60,6 @@ from .routing import Router
 log = logging.getLogger(__name__)
 
 
-
 class Engine:
     def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.app = app
