@@ -31,6 +31,7 @@ ids with the same quantities, which the ERP takes idempotently.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -108,7 +109,11 @@ class Engine:
             expected = state.expects(source.code)
             verdict = self.gate.admit(message.tp, message.offset, expected)
             if verdict is Verdict.GAP and expected is not None:
-                skipped = await self.log_reader.read(message.tp, expected, message.offset)
+                try:  # bounded: a read that hangs must fall back to seeking, never stall the partition
+                    skipped = await asyncio.wait_for(self.log_reader.read(message.tp, expected, message.offset),
+                                                     timeout=2 * self.log_reader.timeout_seconds)
+                except TimeoutError:
+                    skipped = None
                 if skipped is None:
                     self.gate.hold(message.tp, expected)
                     verdict = Verdict.HOLD
