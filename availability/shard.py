@@ -81,18 +81,21 @@ class Flush(NamedTuple):
 
 
 class _Bucket:
-    """Positions of one location bucket, the input offsets they include, and the hold decisions taken in
+    """Positions of one location bucket, the input offsets they include, the hold decisions taken in
     the flush that wrote them (so a hold replayed after a crash inside that flush gets the same answer),
-    and the ERP netting of its positions."""
+    the ERP netting of its positions, and the ids of the events it includes that no stored ids record
+    holds yet (``ids``: see :meth:`PartitionState.apply`)."""
 
-    __slots__ = ("decisions", "netting", "positions", "watermarks")
+    __slots__ = ("decisions", "ids", "netting", "positions", "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
-                 decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None):
+                 decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None,
+                 ids: set[str] | None = None):
         self.watermarks = watermarks or {}
         self.positions = positions or {}
         self.decisions = decisions or {}
         self.netting = netting or Netting()
+        self.ids = ids or set()
 
 
 class PartitionState:
@@ -121,6 +124,7 @@ class PartitionState:
         self._last_gc_ms = 0
         self.inputs: dict[int, int] = {}  # input topic code → next offset not yet consumed
         self._inputs_moved = False
+        self._applying: str | None = None  # the dedupe key of the event being applied
 
     # ---- reading -------------------------------------------------------------------------------
     def position(self, location_id: str, sku: str) -> Position:
@@ -150,7 +154,7 @@ class PartitionState:
             self.buckets[address] = _Bucket(
                 {int(code): offset for code, offset in value["w"].items()},
                 {sku: position_from_wire(data) for sku, data in value["p"].items()},
-                value.get("d") or {}, netting)
+                value.get("d") or {}, netting, set(value.get("i") or ()))
             for start in netting.windows():
                 self._open.setdefault(start, set()).add(address)
         elif kind == "h":
@@ -189,10 +193,19 @@ class PartitionState:
         """Apply one leg of a valid event; a :class:`Rejection` when it cannot be applied (state untouched).
 
         A duplicate (same ``event_id`` and leg within the window) is not a rejection: it is ignored.
+
+        One event can reach the partition on two inputs (its own topic, and ``ats.routed`` when a copy
+        came on a wrong key), and after a crash the inputs replay in any interleaving. The ids record is
+        written after the buckets, so a flush cut short can store a bucket with the event's effect but
+        not the id; the bucket record therefore carries the ids of its events until an ids record
+        holds them, and a change to a bucket that already includes the event is skipped, whichever
+        input brings the copy (each bucket on its own: the crash may have stored some of an event's
+        buckets and not others).
         """
         key = leg.dedupe_key(event.event_id)
         if key in self.ids:
             return None
+        self._applying = key
         try:
             if isinstance(event, Reservation):
                 rejection = self._reservation(event, leg.location_id, source, now_ms)
@@ -205,6 +218,7 @@ class PartitionState:
             return rejection
         finally:
             self._seal_touched(source)
+            self._applying = None
 
     def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
         at = epoch_ms(event.occurred_at)
@@ -349,8 +363,10 @@ class PartitionState:
         return bucket
 
     def _replayed(self, location_id: str, sku: str, source: Source) -> bool:
+        """Whether the bucket already includes this input offset, or this event by another input."""
         bucket = self.buckets.get((location_id, bucket_of(sku)))
-        return bucket is not None and bucket.watermarks.get(source.code, -1) >= source.offset
+        return bucket is not None and (bucket.watermarks.get(source.code, -1) >= source.offset
+                                       or self._applying in bucket.ids)
 
     def _store(self, location_id: str, sku: str, position: Position) -> None:
         self._bucket(location_id, sku).positions[sku] = position
@@ -372,8 +388,10 @@ class PartitionState:
 
     def _seal_touched(self, source: Source) -> None:
         for address in self._touched:
-            watermarks = self.buckets[address].watermarks
-            watermarks[source.code] = max(watermarks.get(source.code, -1), source.offset)  # never back
+            bucket = self.buckets[address]
+            bucket.watermarks[source.code] = max(bucket.watermarks.get(source.code, -1), source.offset)  # never back
+            if self._applying is not None:
+                bucket.ids.add(self._applying)
             self._dirty_buckets.add(address)
         self._touched.clear()
 
@@ -397,6 +415,10 @@ class PartitionState:
                 record["d"], bucket.decisions = bucket.decisions, {}
             if bucket.netting:
                 record["n"] = bucket.netting.to_wire()
+            if bucket.ids:
+                record["i"] = sorted(bucket.ids)
+                # this flush's ids record holds them from now on; ids loaded with a torn flush stay
+                bucket.ids = {key for key in bucket.ids if key not in self.ids}
             records.append((bucket_key(p, location_id, number), record))
         for reservation_id in self._dirty_holds:
             hold = self.holds.get(reservation_id)
