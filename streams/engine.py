@@ -22,11 +22,12 @@ One batch, in this order (the order is what makes at-least-once input give exact
 
 A crash between any two steps replays the batch: a restarted worker resumes each input at the offset
 the recovered marker names (seeking there if Faust's committed offsets differ; a gap that opens later
-is read from the log, see :mod:`streams.gate`). The
-state records of a flush cut short carry the input offsets they include and the event ids they
-applied, so the replay neither loses nor doubles. Loading a partition first re-sends every posting
-still in an outbox (a crash between steps 4 and 5, or before a confirmation was written): the same
-ids with the same quantities, which the ERP takes idempotently.
+is read from the log, see :mod:`streams.gate`, and so is the tail of an input that stops
+delivering short of its end). The state records of a flush cut short carry the input offsets they
+include and the event ids they applied, so the replay neither loses nor doubles. Loading a
+partition first re-sends every posting still in an outbox (a crash between steps 4 and 5, or
+before a confirmation was written): the same ids with the same quantities, which the ERP takes
+idempotently.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ from .routing import Router
 
 log = logging.getLogger(__name__)
 
+#: how long an input may deliver nothing while its log ends past what the state consumed before the
+#: worker reads that tail from the log itself (see Engine._read_skipped_tails)
+TAIL_WAIT_SECONDS = 3.0
+
 
 class Engine:
     def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
@@ -70,6 +75,8 @@ class Engine:
         self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0)
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
+        self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
+        self.arrived: dict[TP, float] = {}  # when a message of each input partition last arrived (monotonic)
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
         self.routed = app.topic(topics.ROUTED, key_type=bytes, value_type=bytes)
         self.dead_letters = app.topic(topics.DEAD_LETTER, key_type=bytes, value_type=bytes)
@@ -95,30 +102,29 @@ class Engine:
     async def handle(self, events: list[EventT[Any]]) -> list[EventT[Any]]:
         """Apply and flush one batch; returns the events to acknowledge (all but those held back)."""
         now_ms = int(self.clock() * 1000)
-        owned = self._owned()
-        for partition in {event.message.partition for event in events} & owned - self.states.keys():
-            self.states[partition] = await self._load(partition)
+        for partition in {event.message.partition for event in events} & self._owned() - self.states.keys():
+            rebalances = self.rebalances
+            loaded = await self._load(partition)
+            if self.rebalances == rebalances:  # else loaded from a table another assignment may change
+                self.states[partition] = loaded
         batch = Batch()
         done = []
+        arrived = time.monotonic()
         for event in events:
             message = event.message
-            if message.partition not in owned:  # fetched before a rebalance took the partition away
+            state = self.states.get(message.partition)
+            if state is None:  # fetched before a rebalance took the partition away (also during a load above)
                 continue
-            state = self.states[message.partition]
             source = Source(topics.TOPIC_CODE[message.topic], message.offset)
             expected = state.expects(source.code)
+            self.arrived[message.tp] = arrived
             verdict = self.gate.admit(message.tp, message.offset, expected)
             if verdict is Verdict.GAP and expected is not None:
-                try:  # bounded: a read that hangs must fall back to seeking, never stall the partition
-                    skipped = await asyncio.wait_for(self.log_reader.read(message.tp, expected, message.offset),
-                                                     timeout=2 * self.log_reader.timeout_seconds)
-                except TimeoutError:
-                    skipped = None
+                skipped = await self._read_log(message.tp, expected, message.offset)
                 if skipped is None:
                     self.gate.hold(message.tp, expected)
                     verdict = Verdict.HOLD
                 else:
-                    batch.owners[message.partition] = event
                     for record in skipped:
                         self._apply(state, record, now_ms, batch)
                     verdict = Verdict.APPLY
@@ -126,11 +132,16 @@ class Engine:
                 continue
             done.append(event)
             self.last_offsets[(message.topic, message.partition)] = message.offset
+            batch.owners.setdefault(message.partition, event)
+            batch.states[message.partition] = state
             if verdict is Verdict.COVERED:
                 continue
-            batch.owners[message.partition] = event
             self._apply(state, message, now_ms, batch)
-        states = {p: self.states[p] for p in batch.owners}  # a rebalance during the awaits below may drop them
+        await self._read_skipped_tails(batch, now_ms)
+        # A rebalance during an await above may have taken a partition away (or reloaded it): what was
+        # applied to a state no longer current is neither flushed nor acknowledged; its new owner replays it.
+        states = {p: state for p, state in batch.states.items() if self.states.get(p) is state}
+        done = [event for event in done if event.message.partition in states]
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_outputs(batch)
         await self._write_cache(flushes.values())
@@ -139,6 +150,45 @@ class Engine:
             await self._post(states[partition], flush.postings)
         await self.gate.seek_due()
         return done
+
+    async def _read_log(self, tp: TP, start: int, end: int) -> list[Any] | None:
+        try:  # bounded: a read that hangs must fall back to seeking, never stall the partition
+            return await asyncio.wait_for(self.log_reader.read(tp, start, end),
+                                          timeout=2 * self.log_reader.timeout_seconds)
+        except TimeoutError:
+            return None
+
+    async def _read_skipped_tails(self, batch: Batch, now_ms: int) -> None:
+        """Read from the log what the consumer skipped at the end of an input: no later message arrives
+        to show that gap (:mod:`streams.gate`), so an input whose fetched end lies past what the state
+        consumed, and that delivered nothing for ``TAIL_WAIT_SECONDS``, is read up to that end here.
+        The partitions checked are the batch's: each owned partition gets a clock tick every interval."""
+        now = time.monotonic()
+        for partition, state in list(batch.states.items()):
+            if self.states.get(partition) is not state:
+                continue
+            for topic, code in topics.TOPIC_CODE.items():
+                tp = TP(topic, partition)
+                expected, end = state.expects(code), self._highwater(tp)
+                if expected is None or end is None or end <= expected:
+                    continue
+                if now - self.arrived.setdefault(tp, now) < TAIL_WAIT_SECONDS:
+                    continue
+                self.arrived[tp] = now
+                records = await self._read_log(tp, expected, end)
+                log.info("%s: nothing delivered from offset %d for %.1f s while the log ends at %d: read %s records "
+                         "from the log", tp, expected, TAIL_WAIT_SECONDS, end,
+                         "no" if records is None else len(records))
+                for record in records or ():
+                    self._apply(state, record, now_ms, batch)
+
+    def _highwater(self, tp: TP) -> int | None:
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except Exception as exc:  # not fetched yet
+            log.debug("no high watermark for %s yet: %s", tp, exc)
+            return None
+        return highwater if highwater is not None and highwater >= 0 else None
 
     def _apply(self, state: PartitionState, message: Any, now_ms: int, batch: Batch) -> None:
         """One input record (a Faust message, or a record read from the log to fill a gap)."""
@@ -232,6 +282,7 @@ class Engine:
         return state
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        self.rebalances += 1
         for tp in revoked:
             self.states.pop(tp.partition, None)
         self.gate.reset()
@@ -240,6 +291,7 @@ class Engine:
         await self.log_reader.close()
 
     def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        self.rebalances += 1
         self.gate.reset()
         use_true_ends(self.app.consumer, self.log_reader, [topics.CHANGELOG_TOPIC])  # before recovery reads
 
@@ -320,12 +372,8 @@ class Engine:
         for tp in self.app.assignor.assigned_actives():
             if tp.topic not in topics.TOPIC_CODE:
                 continue
-            try:
-                highwater = self.app.consumer.highwater(tp)
-            except Exception as exc:  # not fetched yet
-                log.debug("no high watermark for %s yet: %s", tp, exc)
-                continue
-            if highwater is not None and highwater >= 0:
+            highwater = self._highwater(tp)
+            if highwater is not None:
                 seen = self.last_offsets.get((tp.topic, tp.partition))
                 total += max(0, highwater - (seen + 1 if seen is not None else 0))
         return total
@@ -335,7 +383,8 @@ class Batch:
     """What one batch produces besides state: re-routed legs and dead letters."""
 
     def __init__(self) -> None:
-        self.owners: dict[int, EventT[Any]] = {}
+        self.owners: dict[int, EventT[Any]] = {}  # an event of each partition (table writes go to its partition)
+        self.states: dict[int, PartitionState] = {}
         self.routed: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         self.dead_letters: list[tuple[bytes, bytes]] = []
 

@@ -12,6 +12,9 @@ checked against it:
   not answer in time is the message held back (neither applied nor acknowledged) and the consumer
   sought back to the expected offset, again every ``retry_seconds`` until it arrives.
 
+A gap at the end of an input has no later message to reveal it; the engine reads such tails from the
+log when an input delivers nothing for a while (``Engine._read_skipped_tails``).
+
 Why the consumer can skip: around a rebalance Faust resumes stream partitions and fetches while it
 seeks them to the committed offsets, and then clears its channel queues when flow resumes
 (faust-streaming 0.15, ``Recovery._resume_streams``); what sat in them is gone and its offsets are
