@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from availability import topics
 from availability.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust pins the consumer's fetch wait at 1.5 s. A broker that holds a fetch until its wait runs
-    out even when new records arrive (the embedded one does) then delays every event by up to that:
-    measured ~0.74 s per reservation decision. ``ATS_FETCH_WAIT_MS`` bounds it."""
+    """Faust's consumer thread with two adjustments for the broker it may meet:
+
+    * Faust pins the consumer's fetch wait at 1.5 s. A broker that holds a fetch until its wait runs
+      out even when new records arrive (the embedded one does) then delays every event by up to that:
+      measured ~0.74 s per reservation decision. ``ATS_FETCH_WAIT_MS`` bounds it.
+    * **Embedded-broker quirk:** it numbers a group's first generation 0, and aiokafka sends LeaveGroup
+      only for generations above 0, so a worker stopped in its first generation never leaves and the
+      next join waits a whole session timeout (``../shared/EMBEDDED.md``). On stop, a member of
+      generation 0 leaves itself. Apache Kafka starts at generation 1: there this never fires.
+    """
 
     fetch_wait_ms = 1_500
 
@@ -22,6 +35,26 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_wait_ms  # read by AIOKafkaConsumer.start()
         return consumer
+
+    async def on_thread_stop(self) -> None:
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if isinstance(coordinator, GroupCoordinator):
+            await leave_first_generation(coordinator)
+        await super().on_thread_stop()
+
+
+async def leave_first_generation(coordinator: GroupCoordinator) -> bool:
+    """Send LeaveGroup for a member of generation 0, which aiokafka's own leave skips; True if sent."""
+    if coordinator.generation != 0 or coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
+        return False
+    try:
+        await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+    except KafkaError as exc:
+        log.warning("leaving group %s from its first generation failed: %s", coordinator.group_id, exc)
+        return False
+    log.info("left group %s from its first generation (the embedded broker numbers it 0)", coordinator.group_id)
+    coordinator.reset_generation()
+    return True
 
 
 def _consumer_class(fetch_wait_ms: int) -> type[faust_aiokafka.Consumer]:
