@@ -65,6 +65,14 @@ class Cluster:
     def stop(self, name: str = "w0") -> None:
         stop_process(self.workers.pop(name), timeout=20)
 
+    async def dump_tasks(self) -> None:
+        """Ask every running worker to write its threads and asyncio tasks to its log (mode's SIGUSR1
+        handler), so a test that gives up on a stalled worker leaves what it was waiting on."""
+        for worker in self.workers.values():
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(1.0)
+
     def log(self, name: str = "w0") -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
 

@@ -83,6 +83,7 @@ async def converge(cluster: Cluster, expected: dict[Key, list[int]], timeout: fl
     try:
         await eventually(lambda: matches(cluster, expected), timeout=timeout, what="expected state")
     except AssertionError:
+        await cluster.dump_tasks()
         wrong = await differences(cluster, expected)
         raise AssertionError(f"{len(wrong)} positions differ, e.g. {wrong[:5]}") from None
 
@@ -126,7 +127,6 @@ async def test_kill_mid_stream_and_restart(own_broker: str, redis_url: str, tmp_
 # Known defect (issues 3 and 7 stay open): now and then a worker restarted beside a rebalance stops
 # applying after it reads a gap from the log (seen in 1 of 2 fresh-clone CI runs). Not strict, so CI
 # stays green while it is chased; the assertion still runs and the report shows XPASS or XFAIL.
-@pytest.mark.xfail(strict=False, reason="intermittent: a restarted worker can stall after reading a gap")
 async def test_two_workers_one_killed_the_other_takes_over_then_shares_again(own_broker: str, redis_url: str,
                                                                             tmp_path: Path) -> None:
     """Two workers share 8 partitions; one is killed mid-stream, the other takes its partitions over
