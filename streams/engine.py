@@ -56,16 +56,19 @@ from availability.validation import EventRejected, Rejection, validate_event
 
 from .gate import InputGate, Verdict
 from .logreader import LogReader, use_true_ends
+from .metrics import WorkerMetrics
 from .routing import Router
 
 log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.app = app
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
         self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0)
         self.states: dict[int, PartitionState] = {}
@@ -94,6 +97,7 @@ class Engine:
 
     async def handle(self, events: list[EventT[Any]]) -> list[EventT[Any]]:
         """Apply and flush one batch; returns the events to acknowledge (all but those held back)."""
+        started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         owned = self._owned()
         for partition in {event.message.partition for event in events} & owned - self.states.keys():
@@ -138,6 +142,7 @@ class Engine:
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
         await self.gate.seek_due()
+        self.metrics.batch(done, batch.dead_letters, flushes, time.perf_counter() - started)
         return done
 
     def _apply(self, state: PartitionState, message: Any, now_ms: int, batch: Batch) -> None:
@@ -279,7 +284,8 @@ class Engine:
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
             pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
-        await pipe.execute()
+        with self.metrics.cache_write():
+            await pipe.execute()
 
     async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
         if not flushes:
@@ -316,7 +322,11 @@ class Engine:
 
     def lag(self) -> int:
         """Records behind the high watermarks that fetches report (correct on every broker)."""
-        total = 0
+        return sum(self.lags().values())
+
+    def lags(self) -> dict[TP, int]:
+        """:meth:`lag` per input partition this worker is assigned."""
+        lags = {}
         for tp in self.app.assignor.assigned_actives():
             if tp.topic not in topics.TOPIC_CODE:
                 continue
@@ -327,8 +337,8 @@ class Engine:
                 continue
             if highwater is not None and highwater >= 0:
                 seen = self.last_offsets.get((tp.topic, tp.partition))
-                total += max(0, highwater - (seen + 1 if seen is not None else 0))
-        return total
+                lags[tp] = max(0, highwater - (seen + 1 if seen is not None else 0))
+        return lags
 
 
 class Batch:

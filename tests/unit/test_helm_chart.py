@@ -34,6 +34,7 @@ POD_DEFAULTS = {
     "redis_url": "no embedded cache in a cluster: a placeholder to override",
     "api_host": "0.0.0.0: reachable from the Service, not loopback",
     "data_dir": "/var/lib/ats: the worker's persistent volume",
+    "worker_metrics_host": "0.0.0.0: Prometheus scrapes each worker pod from outside it",
 }
 #: Kafka security variables values-production.yaml passes through; settings.py does not read them yet.
 KAFKA_SECURITY_PASSTHROUGH = {
@@ -321,7 +322,7 @@ def test_pods_run_as_non_root_on_a_read_only_root(rendered: tuple[str, list[dict
 def test_service_monitor_is_gated_and_scrapes_the_api(default: list[dict[str, Any]],
                                                       production: list[dict[str, Any]]) -> None:
     assert not [o for o in default if o["kind"] == "ServiceMonitor"]
-    monitor = one(production, "ServiceMonitor")
+    monitor = one(production, "ServiceMonitor", f"{RELEASE}-api")
     assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
     service = one(production, "Service", f"{RELEASE}-api")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
@@ -329,3 +330,27 @@ def test_service_monitor_is_gated_and_scrapes_the_api(default: list[dict[str, An
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_every_worker_serves_metrics_and_a_service_monitor_scrapes_them(production: list[dict[str, Any]]) -> None:
+    env = one(production, "ConfigMap", f"{RELEASE}-config")["data"]
+    port = int(env["ATS_WORKER_METRICS_PORT"])
+    assert port
+    assert env["ATS_WORKER_METRICS_HOST"] == "0.0.0.0"
+    worker = one(production, "StatefulSet")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    service = one(production, "Service", worker["spec"]["serviceName"])
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+    monitor = one(production, "ServiceMonitor", f"{RELEASE}-worker")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= one(
+        production, "Service", f"{RELEASE}-api")["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+
+
+def test_a_worker_without_a_metrics_port_exposes_none(chart: Any) -> None:
+    objects = render(chart, {"config": {"worker_metrics_port": 0}, "serviceMonitor": {"enabled": True}})
+    assert "ports" not in one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceMonitor"] == [f"{RELEASE}-api"]
