@@ -73,3 +73,9 @@ def heartbeat_key(worker_id: str) -> str:
 
 def worker_stats_key(worker_id: str) -> str:
     return WORKER_STATS_PREFIX + worker_id
+
+
+def location_index_key(location_id: str) -> str:
+    """A sorted set per location: member SKU, score its net availability (on_hand - reserved - safety_stock,
+    not floored at 0), so the lowest-ATS SKUs of a location are one ``ZRANGE`` (most oversold first)."""
+    return f"{CACHE_PREFIX}loc:{location_id}"

@@ -270,15 +270,19 @@ class Engine:
     async def _write_cache(self, flushes: Any) -> None:
         pipe = self.cache.pipeline(transaction=False)
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
+        by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
         decisions = []
         for flush in flushes:
             for sku, location_id, position in flush.cache:
                 by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
+                by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
             decisions.extend(flush.decisions)
         if not by_sku and not decisions:
             return
         for sku, fields in by_sku.items():
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
+        for location_id, scores in by_location.items():
+            pipe.zadd(topics.location_index_key(location_id), scores)
         for hold in decisions:
             body = orjson.dumps(wire.decision(hold))
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
