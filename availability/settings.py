@@ -98,6 +98,10 @@ class Settings(BaseSettings):
         9108, ge=0, le=65535, description="where the worker serves /metrics; 0: not served (`ats up` gives "
         "worker N this port + N)"
     )
+    drift_refresh_seconds: int = Field(
+        60, ge=0, le=86_400,
+        description="API: how often the ERP drift gauges are recomputed; 0: only at GET /v1/erp/drift",
+    )
     hold_timeout_ms: int = Field(5_000, ge=10, description="API: how long a reservation waits for its decision")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="API: request body limit")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
