@@ -195,6 +195,7 @@ class Supervisor:
             more = " (+1 per further worker)" if self.workers > 1 else ""
             click.echo(f"worker metrics   http://{child_settings.worker_metrics_host}:"
                        f"{child_settings.worker_metrics_port}/metrics{more}")
+        click.echo(f"console          {url}/console")
         if token:
             click.echo(f"dev token        {token}")
             click.echo(f"try              curl -H 'Authorization: Bearer {token}' {url}/v1/availability/SKU-1")
