@@ -49,8 +49,8 @@ class Metric:
 # ---- the worker (`ats worker`, served on ATS_WORKER_METRICS_PORT) --------------------------------------
 WORKER_EVENTS: Final = Metric(
     "ats_worker_events", "counter",
-    "input events the worker took in (replays of events its state already holds excluded), by the event type "
-    "of their topic and by result: applied, or dead_letter (refused with a reason)",
+    "input events the worker took in, by the event type of their topic and by result: applied, or dead_letter "
+    "(refused with a reason); records replayed after a restart count again",
     "worker", ("type", "result"))
 WORKER_DEAD_LETTERS: Final = Metric(
     "ats_worker_dead_letters", "counter", "records sent to inventory.dead-letter, by reason", "worker", ("reason",))
