@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -161,3 +162,8 @@ def test_merge_adds_workers_and_keeps_each_partitions_lag() -> None:
     assert merged["positions"] == {"negative_on_hand": 3, "reserved_above_on_hand": 1}
     assert merged["freshness"] == {"le": [1.0], "counts": [1, 1], "sum": 3.5}
     assert [w["worker"] for w in merged["workers"]] == ["a", "b"]
+
+
+def test_the_readme_shows_the_catalogue_as_it_is() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert catalogue.markdown_table() in readme, "regenerate the README's table: python -m availability.metrics"
