@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 
 from availability import metrics as catalogue
 from availability import topics
@@ -176,10 +177,15 @@ class WorkerMetrics:
         app.on_before_shutdown.connect(self._stop)  # type: ignore[arg-type]
 
     async def publish(self) -> None:
+        """The totals for the console. A cache that does not answer skips a snapshot, never the worker:
+        the engine's own cache writes fail (and are counted) in the same outage."""
         if self.engine is None:
             return
         body = orjson.dumps(self.snapshot())
-        await self.engine.cache.set(topics.worker_stats_key(self.engine.worker_id), body, ex=STATS_TTL_SECONDS)
+        try:
+            await self.engine.cache.set(topics.worker_stats_key(self.engine.worker_id), body, ex=STATS_TTL_SECONDS)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("worker stats not published: the cache does not answer: %s", exc)
 
     async def _serve(self) -> None:
         port = self.settings.worker_metrics_port

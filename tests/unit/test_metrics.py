@@ -167,3 +167,12 @@ def test_merge_adds_workers_and_keeps_each_partitions_lag() -> None:
 def test_the_readme_shows_the_catalogue_as_it_is() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert catalogue.markdown_table() in readme, "regenerate the README's table: python -m availability.metrics"
+
+
+async def test_publishing_to_a_cache_that_does_not_answer_skips_the_snapshot(worker: WorkerMetrics) -> None:
+    class DownCache:
+        async def set(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("refused")
+
+    worker.engine = SimpleNamespace(states={}, worker_id="w", lags=dict, cache=DownCache())  # type: ignore[assignment]
+    await worker.publish()  # logged, not raised
