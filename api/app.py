@@ -7,6 +7,8 @@ down at start: requests that need them answer 503 until they come back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,11 +19,11 @@ from redis.asyncio import Redis
 from availability.channels import ChannelsError, ChannelViews, parse_channels
 from availability.settings import Settings
 
-from . import openapi, routes
+from . import erp, openapi, routes
 from .auth import auth_middleware
 from .broker import Broker
 from .decisions import Decisions
-from .keys import BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, METRICS, SETTINGS, SPEC, TOKENS
+from .keys import BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, DRIFT, METRICS, SETTINGS, SPEC, TOKENS
 from .metrics import Metrics, metrics_middleware
 from .problems import problem_middleware
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
     app[CHANNELS] = channels if channels is not None else load_channels(settings.channels_file)
     app[TOKENS] = settings.tokens
     app[METRICS] = Metrics()
+    app[DRIFT] = erp.DriftStatus()
     app[CLOCK] = clock
 
     async def connections(app: web.Application) -> AsyncIterator[None]:
@@ -59,7 +62,14 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
         app[BROKER] = broker if broker is not None else Broker(settings)
         app[DECISIONS] = Decisions(app[CACHE])
         await app[DECISIONS].start()
+        refresher = None
+        if settings.drift_refresh_seconds:
+            refresher = asyncio.create_task(erp.refresh_drift(app, settings.drift_refresh_seconds))
         yield
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         await app[DECISIONS].close()
         if broker is None:
             await app[BROKER].close()

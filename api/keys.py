@@ -15,6 +15,7 @@ from availability.settings import Settings
 if TYPE_CHECKING:
     from .broker import Broker
     from .decisions import Decisions
+    from .erp import DriftStatus
     from .metrics import Metrics
     from .routes import Route
 
@@ -23,6 +24,8 @@ CACHE = web.AppKey("cache", Redis)
 BROKER: web.AppKey[Broker] = web.AppKey("broker")
 DECISIONS: web.AppKey[Decisions] = web.AppKey("decisions")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+#: the last ERP drift computed (by GET /v1/erp/drift or the background refresh)
+DRIFT: web.AppKey[DriftStatus] = web.AppKey("drift")
 CHANNELS = web.AppKey("channels", ChannelViews)
 #: token → scopes, parsed once from the settings
 TOKENS: web.AppKey[dict[str, frozenset[str]]] = web.AppKey("tokens")

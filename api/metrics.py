@@ -1,4 +1,5 @@
-"""The API's one catalogue of metrics, on a registry of its own per app (no global state)."""
+"""The API's metrics, built from the catalogue in :mod:`availability.metrics`, on a registry of its own per app
+(no global state)."""
 
 from __future__ import annotations
 
@@ -9,46 +10,40 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from availability import metrics as catalogue
+
 from .keys import METRICS
 
 UNMATCHED = "unmatched"
 
 
 class Metrics:
-    """Every metric the API exports, declared here and nowhere else."""
+    """The API's collectors, built from the one catalogue (:mod:`availability.metrics`)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "ats_api_requests", "HTTP requests by route template, method and status",
-            ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram(
-            "ats_api_request_duration_seconds", "HTTP request latency by route template, method and status",
-            ["route", "method", "status"], registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
-        self.cache_errors = Counter(
-            "ats_api_cache_errors", "cache (Redis) operations that failed", ["operation"], registry=self.registry)
-        self.broker_errors = Counter(
-            "ats_api_broker_errors", "produce calls that failed", ["operation"], registry=self.registry)
-        self.reservations = Counter(
-            "ats_api_reservation_outcomes", "reservation requests by outcome "
-            "(held, rejected, released, consumed, expired, timeout, unavailable)",
-            ["action", "outcome"], registry=self.registry)
-        self.ingested = Counter(
-            "ats_api_events_ingested", "events accepted by POST /v1/events and produced, by type",
-            ["type"], registry=self.registry)
-        self.ingest_rejected = Counter(
-            "ats_api_events_rejected", "events refused by POST /v1/events, by reason", ["reason"],
-            registry=self.registry)
-        self.erp_drift_positions = Gauge(
-            "ats_erp_drift_positions", "positions whose engine on_hand differs from the ERP book, at the last "
-            "GET /v1/erp/drift", registry=self.registry)
-        self.erp_drift_units = Gauge(
-            "ats_erp_drift_units", "sum of |engine on_hand - ERP book on_hand| at the last GET /v1/erp/drift",
-            registry=self.registry)
+        self.requests = build(catalogue.API_REQUESTS, self.registry)
+        self.latency = build(catalogue.API_LATENCY, self.registry)
+        self.cache_errors = build(catalogue.API_CACHE_ERRORS, self.registry)
+        self.broker_errors = build(catalogue.API_BROKER_ERRORS, self.registry)
+        self.reservations = build(catalogue.API_RESERVATIONS, self.registry)
+        self.ingested = build(catalogue.API_INGESTED, self.registry)
+        self.ingest_rejected = build(catalogue.API_INGEST_REJECTED, self.registry)
+        self.erp_drift_positions = build(catalogue.ERP_DRIFT_POSITIONS, self.registry)
+        self.erp_drift_units = build(catalogue.ERP_DRIFT_UNITS, self.registry)
+        self.erp_drift_checked = build(catalogue.ERP_DRIFT_CHECKED, self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def build(metric: catalogue.Metric, registry: CollectorRegistry) -> Any:
+    """The prometheus_client collector for one catalogue entry."""
+    if metric.kind == "counter":
+        return Counter(metric.name, metric.help, metric.labels, registry=registry)
+    if metric.kind == "gauge":
+        return Gauge(metric.name, metric.help, metric.labels, registry=registry)
+    return Histogram(metric.name, metric.help, metric.labels, registry=registry, buckets=metric.buckets)
 
 
 def route_template(request: web.Request) -> str:

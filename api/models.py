@@ -170,6 +170,61 @@ class DriftReport(_Response):
     positions: list[DriftRow]
 
 
+MAX_LOWEST = 200
+LowestLimit = Annotated[int, Field(ge=1, le=MAX_LOWEST, description="how many SKUs (default 20)")]
+
+
+class LowestItem(LocationAnswer):
+    """A position of the location (the location's answer fields) and its SKU."""
+
+    sku: str
+
+
+class LowestAnswer(_Response):
+    location_id: str
+    as_of: Timestamp
+    items: list[LowestItem] = Field(description="lowest on_hand - reserved - safety_stock first (most oversold)")
+
+
+class WorkerSeen(_Response):
+    worker: str
+    at: float = Field(description="when it published these totals (epoch seconds)")
+    partitions: list[int]
+
+
+class Lag(_Response):
+    total: int
+    partitions: dict[str, int] = Field(description="records behind, per topic/partition")
+
+
+class FreshnessBuckets(_Response):
+    le: list[float] = Field(description="upper bounds (seconds); counts has one more entry, above the last")
+    counts: list[int] = Field(description="events per bucket (not cumulative) since the workers started")
+    sum: float
+
+
+class ErpStatus(_Response):
+    drift_positions: int
+    drift_units: int
+    checked_at: Timestamp | None = Field(description="when drift was last computed; null: no book yet")
+
+
+class OpsSummary(_Response):
+    """Totals since each live worker started, summed over workers: rates are differences of two reads."""
+
+    as_of: Timestamp
+    workers: list[WorkerSeen]
+    events: dict[str, dict[str, int]] = Field(description="event type → result (applied, dead_letter) → events")
+    dead_letters: dict[str, int] = Field(description="reason → records")
+    holds: dict[str, int] = Field(description="decision status → decisions")
+    postings: dict[str, int] = Field(description="movement type → ERP postings")
+    positions: dict[str, int] = Field(description="negative_on_hand and reserved_above_on_hand position counts")
+    lag: Lag
+    cache_write_errors: int
+    freshness: FreshnessBuckets
+    erp: ErpStatus
+
+
 class Health(_Response):
     status: Literal["ok"]
 

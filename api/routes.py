@@ -11,7 +11,7 @@ from aiohttp import web
 
 from availability.events import ChannelName, Event, LocationId, ReferenceId, Sku
 
-from . import answers, erp, health, ingest, openapi, reservations
+from . import answers, erp, health, ingest, openapi, ops, reservations
 from .keys import ROUTE_SPECS
 from .metrics import metrics_handler
 from .models import (
@@ -24,6 +24,9 @@ from .models import (
     ErpBook,
     EventBatch,
     Health,
+    LowestAnswer,
+    LowestLimit,
+    OpsSummary,
     QueryAnswer,
     Ready,
     ReservationRequest,
@@ -104,6 +107,16 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/erp/drift", erp.get_drift, ADMIN, "Drift of the posted ERP book against the engine",
           responses={200: (DriftReport, "drift per position (engine on_hand - booked on_hand)"),
                      404: (None, "no ERP book posted yet"), 503: (None, "the cache does not answer")}),
+    Route("GET", "/v1/locations/{location_id}/lowest", ops.lowest, READ,
+          "The location's SKUs with the lowest ATS (most oversold first)",
+          responses={200: (LowestAnswer, "positions, lowest first; an unknown location has none"),
+                     422: (None, "invalid location or limit"),
+                     503: (None, "the availability cache does not answer")},
+          params=(Param("location_id", LocationId, "path"), Param("limit", LowestLimit))),
+    Route("GET", "/v1/ops/summary", ops.summary, ADMIN,
+          "Operations totals for the console: events, dead letters, holds, postings, lag, freshness",
+          responses={200: (OpsSummary, "summed over the workers that published in the last 30 s"),
+                     503: (None, "the cache does not answer")}),
     Route("GET", "/healthz", health.healthz, None, "Liveness", responses={200: (Health, "alive")}),
     Route("GET", "/readyz", health.readyz, None, "Readiness: cache, broker and worker heartbeat",
           responses={200: (Ready, "ready"), 503: (None, "not ready; checks say why")}),
@@ -111,6 +124,8 @@ ROUTES: tuple[Route, ...] = (
           responses={200: (str, "text exposition format")}),
     Route("GET", "/openapi.json", openapi.spec_handler, None, "This document", hidden=True),
     Route("GET", "/docs", openapi.docs_handler, None, "Human documentation", hidden=True),
+    Route("GET", "/console", ops.console, None, "Live operations console (the page; its data needs tokens)",
+          hidden=True),
 )
 
 

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(
         1.0, gt=0, description="consumer group heartbeat interval"
     )
+    worker_metrics_host: str = Field("127.0.0.1", description="where the worker serves /metrics (Prometheus)")
+    worker_metrics_port: int = Field(
+        9108, ge=0, le=65535, description="where the worker serves /metrics; 0: not served (`ats up` gives "
+        "worker N this port + N)"
+    )
+    drift_refresh_seconds: int = Field(
+        60, ge=0, le=86_400,
+        description="API: how often the ERP drift gauges are recomputed; 0: only at GET /v1/erp/drift",
+    )
     hold_timeout_ms: int = Field(5_000, ge=10, description="API: how long a reservation waits for its decision")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="API: request body limit")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")

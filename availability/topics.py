@@ -45,6 +45,8 @@ CHANGELOG_TOPIC: Final = f"{APP_ID}-{STATE_TABLE}-changelog"
 CACHE_PREFIX: Final = "ats:v1:"
 DECISIONS_CHANNEL: Final = CACHE_PREFIX + "decisions"
 HEARTBEAT_PREFIX: Final = CACHE_PREFIX + "worker:"
+#: each worker's running totals for the console (``GET /v1/ops/summary``), beside its heartbeat
+WORKER_STATS_PREFIX: Final = CACHE_PREFIX + "worker-stats:"
 #: the ERP's last posted book snapshot (PUT /v1/erp/book), read by GET /v1/erp/drift
 ERP_BOOK_KEY: Final = CACHE_PREFIX + "erp:book"
 
@@ -67,3 +69,13 @@ def reservation_claim_key(reservation_id: str) -> str:
 
 def heartbeat_key(worker_id: str) -> str:
     return HEARTBEAT_PREFIX + worker_id
+
+
+def worker_stats_key(worker_id: str) -> str:
+    return WORKER_STATS_PREFIX + worker_id
+
+
+def location_index_key(location_id: str) -> str:
+    """A sorted set per location: member SKU, score its net availability (on_hand - reserved - safety_stock,
+    not floored at 0), so the lowest-ATS SKUs of a location are one ``ZRANGE`` (most oversold first)."""
+    return f"{CACHE_PREFIX}loc:{location_id}"

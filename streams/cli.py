@@ -182,6 +182,8 @@ class Supervisor:
             worker_env = dict(env)
             if self.workers > 1:
                 worker_env["ATS_DATA_DIR"] = str(data_dir / f"worker-{index}")
+            if child_settings.worker_metrics_port:  # one machine: one port each
+                worker_env["ATS_WORKER_METRICS_PORT"] = str(child_settings.worker_metrics_port + index)
             self.children.append(self._spawn("worker", [sys.executable, "-m", "streams", "worker"],
                                              worker_env, logs / f"worker-{index}.log"))
         api = self._spawn("api", [sys.executable, "-m", "api"], env, logs / "api.log")
@@ -189,6 +191,11 @@ class Supervisor:
         url = f"http://{settings.api_host}:{settings.api_port}"
         _wait_http(f"{url}/healthz", timeout=60.0, process=api)
         click.echo(f"API              {url}   (logs in {logs})")
+        if child_settings.worker_metrics_port:
+            more = " (+1 per further worker)" if self.workers > 1 else ""
+            click.echo(f"worker metrics   http://{child_settings.worker_metrics_host}:"
+                       f"{child_settings.worker_metrics_port}/metrics{more}")
+        click.echo(f"console          {url}/console")
         if token:
             click.echo(f"dev token        {token}")
             click.echo(f"try              curl -H 'Authorization: Bearer {token}' {url}/v1/availability/SKU-1")

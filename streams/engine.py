@@ -57,6 +57,7 @@ from availability.validation import EventRejected, Rejection, validate_event
 
 from .gate import InputGate, Verdict
 from .logreader import LogReader, use_true_ends
+from .metrics import WorkerMetrics
 from .routing import Router
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,12 @@ TAIL_WAIT_SECONDS = 3.0
 
 
 class Engine:
-    def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.app = app
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
         self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0)
         self.states: dict[int, PartitionState] = {}
@@ -101,6 +104,7 @@ class Engine:
 
     async def handle(self, events: list[EventT[Any]]) -> list[EventT[Any]]:
         """Apply and flush one batch; returns the events to acknowledge (all but those held back)."""
+        started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         for partition in {event.message.partition for event in events} & self._owned() - self.states.keys():
             rebalances = self.rebalances
@@ -149,6 +153,7 @@ class Engine:
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
         await self.gate.seek_due()
+        self.metrics.batch(done, batch.dead_letters, flushes, time.perf_counter() - started)
         return done
 
     async def _read_log(self, tp: TP, start: int, end: int) -> list[Any] | None:
@@ -317,21 +322,26 @@ class Engine:
     async def _write_cache(self, flushes: Any) -> None:
         pipe = self.cache.pipeline(transaction=False)
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
+        by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
         decisions = []
         for flush in flushes:
             for sku, location_id, position in flush.cache:
                 by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
+                by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
             decisions.extend(flush.decisions)
         if not by_sku and not decisions:
             return
         for sku, fields in by_sku.items():
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
+        for location_id, scores in by_location.items():
+            pipe.zadd(topics.location_index_key(location_id), scores)
         for hold in decisions:
             body = orjson.dumps(wire.decision(hold))
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
             pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
-        await pipe.execute()
+        with self.metrics.cache_write():
+            await pipe.execute()
 
     async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
         if not flushes:
@@ -368,15 +378,19 @@ class Engine:
 
     def lag(self) -> int:
         """Records behind the high watermarks that fetches report (correct on every broker)."""
-        total = 0
+        return sum(self.lags().values())
+
+    def lags(self) -> dict[TP, int]:
+        """:meth:`lag` per input partition this worker is assigned."""
+        lags = {}
         for tp in self.app.assignor.assigned_actives():
             if tp.topic not in topics.TOPIC_CODE:
                 continue
             highwater = self._highwater(tp)
             if highwater is not None:
                 seen = self.last_offsets.get((tp.topic, tp.partition))
-                total += max(0, highwater - (seen + 1 if seen is not None else 0))
-        return total
+                lags[tp] = max(0, highwater - (seen + 1 if seen is not None else 0))
+        return lags
 
 
 class Batch:

@@ -12,6 +12,7 @@ from availability.settings import Settings
 from .admin import ensure_topics
 from .app import create_faust_app
 from .engine import Engine
+from .metrics import WorkerMetrics
 
 _FAUST_LEVELS = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}
 
@@ -31,7 +32,10 @@ class Worker(faust.Worker):
 
 def build(settings: Settings, *, store: str | None = None) -> tuple[faust.App, Engine]:
     app = create_faust_app(settings, store=store)
-    return app, Engine(app, settings)
+    metrics = WorkerMetrics(settings)
+    engine = Engine(app, settings, metrics=metrics)
+    metrics.attach(app, engine)
+    return app, engine
 
 
 def run_worker(settings: Settings) -> None:

@@ -42,7 +42,8 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
         env.update(ATS_BROKER_URL=self.broker_url, ATS_REDIS_URL=self.redis_url, ATS_PARTITIONS=str(self.partitions),
                    ATS_DATA_DIR=str(self.root / name), ATS_STORE=self.store, ATS_SESSION_TIMEOUT_SECONDS="3",
-                   ATS_HEARTBEAT_INTERVAL_SECONDS="0.5", ATS_TICK_INTERVAL_MS="200", ATS_LOG_LEVEL="info")
+                   ATS_HEARTBEAT_INTERVAL_SECONDS="0.5", ATS_TICK_INTERVAL_MS="200", ATS_LOG_LEVEL="info",
+                   ATS_WORKER_METRICS_PORT="0")  # several workers share this machine; a test that scrapes sets one
         env.update(self.extra_env)
         return env
 

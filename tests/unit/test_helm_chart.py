@@ -8,6 +8,8 @@ Every rendered manifest is checked with ``kubernetes-validate`` (strict: unknown
 from __future__ import annotations
 
 import importlib
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from availability import metrics as catalogue
 from availability.settings import Settings, describe_variables, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +27,7 @@ KUBE_VERSIONS = ("1.27.0", "1.30.0", "1.37.0")  # Chart.yaml's kubeVersion floor
 RELEASE, NAMESPACE = "ats", "retail"
 
 #: Kinds from CRDs (no schema in kubernetes-validate): checked field by field below instead.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 #: ATS_* variables the chart leaves unset on purpose, each with the reason (values.yaml says it too).
 OMITTED = {"ATS_CHANNELS_FILE": "set only when `channels` is given; unset means every location, no buffer"}
 SECRET_VARIABLES = {"ATS_REDIS_URL", "ATS_API_TOKENS"}
@@ -34,6 +37,7 @@ POD_DEFAULTS = {
     "redis_url": "no embedded cache in a cluster: a placeholder to override",
     "api_host": "0.0.0.0: reachable from the Service, not loopback",
     "data_dir": "/var/lib/ats: the worker's persistent volume",
+    "worker_metrics_host": "0.0.0.0: Prometheus scrapes each worker pod from outside it",
 }
 #: Kafka security variables values-production.yaml passes through; settings.py does not read them yet.
 KAFKA_SECURITY_PASSTHROUGH = {
@@ -237,7 +241,7 @@ def test_worker_is_a_statefulset_with_its_own_volume(rendered: tuple[str, list[d
     assert mounts[claim["metadata"]["name"]] == env["ATS_DATA_DIR"], "RocksDB lives on the claimed volume"
     assert env["ATS_STORE"] == "rocksdb"
     assert pod["terminationGracePeriodSeconds"] >= 60, "SIGTERM needs time to flush, write the changelog, commit"
-    assert "livenessProbe" not in container, "no HTTP port: the worker exits on fatal errors (see values.yaml)"
+    assert "livenessProbe" not in container, "none by default: the worker exits on fatal errors (see values.yaml)"
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
@@ -321,7 +325,7 @@ def test_pods_run_as_non_root_on_a_read_only_root(rendered: tuple[str, list[dict
 def test_service_monitor_is_gated_and_scrapes_the_api(default: list[dict[str, Any]],
                                                       production: list[dict[str, Any]]) -> None:
     assert not [o for o in default if o["kind"] == "ServiceMonitor"]
-    monitor = one(production, "ServiceMonitor")
+    monitor = one(production, "ServiceMonitor", f"{RELEASE}-api")
     assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
     service = one(production, "Service", f"{RELEASE}-api")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
@@ -329,3 +333,85 @@ def test_service_monitor_is_gated_and_scrapes_the_api(default: list[dict[str, An
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_every_worker_serves_metrics_and_a_service_monitor_scrapes_them(production: list[dict[str, Any]]) -> None:
+    env = one(production, "ConfigMap", f"{RELEASE}-config")["data"]
+    port = int(env["ATS_WORKER_METRICS_PORT"])
+    assert port
+    assert env["ATS_WORKER_METRICS_HOST"] == "0.0.0.0"
+    worker = one(production, "StatefulSet")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    service = one(production, "Service", worker["spec"]["serviceName"])
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+    monitor = one(production, "ServiceMonitor", f"{RELEASE}-worker")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= one(
+        production, "Service", f"{RELEASE}-api")["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+
+
+def test_a_worker_without_a_metrics_port_exposes_none(chart: Any) -> None:
+    objects = render(chart, {"config": {"worker_metrics_port": 0}, "serviceMonitor": {"enabled": True}})
+    assert "ports" not in one(objects, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceMonitor"] == [f"{RELEASE}-api"]
+
+
+# ---- dashboard and alerts: only what the metrics catalogue lists --------------------------------------
+
+DASHBOARD = CHART / "dashboards" / "ats.json"
+METRIC_NAME = re.compile(r"\b(ats_[a-z0-9_]+)\b")
+
+
+def queried(expressions: list[str]) -> set[str]:
+    return {name for expr in expressions for name in METRIC_NAME.findall(expr)}
+
+
+def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
+    def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))
+
+    return [target["expr"] for panel in panels(dashboard["panels"]) for target in panel.get("targets", [])]
+
+
+def test_every_metric_the_dashboard_queries_is_in_the_catalogue() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    names = queried(dashboard_expressions(dashboard))
+    assert names, "the dashboard queries nothing"
+    assert names <= catalogue.series_names(), f"not in availability/metrics.py: {names - catalogue.series_names()}"
+    families = {m.name for m in catalogue.CATALOGUE if set(m.series) & names}
+    assert families == {m.name for m in catalogue.CATALOGUE}, "every catalogued metric has a panel"
+    assert {"${datasource}"} == {t["datasource"]["uid"] for expr_panel in dashboard["panels"]
+                                 for t in expr_panel.get("targets", [])}
+
+
+def test_the_dashboard_ships_in_a_configmap_grafana_picks_up(default: list[dict[str, Any]],
+                                                           production: list[dict[str, Any]]) -> None:
+    assert not [o for o in default if o["metadata"]["name"] == f"{RELEASE}-dashboard"]
+    config = one(production, "ConfigMap", f"{RELEASE}-dashboard")
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config["data"]["ats.json"]) == json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def test_alerts_query_the_catalogue_and_link_their_runbook(default: list[dict[str, Any]],
+                                                           production: list[dict[str, Any]]) -> None:
+    assert not [o for o in default if o["kind"] == "PrometheusRule"]
+    rule = one(production, "PrometheusRule")
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {"ATSConsumerLagGrowing", "ATSFreshnessP99High", "ATSDeadLettersRising",
+                           "ATSCacheWriteErrors", "ATSNegativeOnHand", "ATSErpDrift"}
+    names = queried([r["expr"] for r in alerts.values()])
+    assert names <= catalogue.series_names(), names - catalogue.series_names()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, alert in alerts.items():
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}
+        anchor = alert["annotations"]["runbook_url"].rpartition("#")[2]
+        assert anchor == name.lower()
+        assert f"### {name}" in readme, f"the README's runbook has no section for {name}"
