@@ -48,6 +48,7 @@ from faust.types import TP, EventT
 from redis.asyncio import Redis
 
 from availability import topics, wire
+from availability.connections import redis_options
 from availability.netting import Posting
 from availability.routing import legs
 from availability.settings import Settings
@@ -67,7 +68,7 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
-        self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0)
+        self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0, **redis_options(settings))
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
