@@ -43,6 +43,18 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
+def _check_access(settings: Settings, command: str) -> None:
+    """Refused credentials stop the command with status 2 and one line saying which (``streams.access``)."""
+    from .access import AccessDenied, check_kafka, check_redis
+
+    try:
+        if settings.broker_url is not None:
+            asyncio.run(check_kafka(settings))
+        check_redis(settings)
+    except AccessDenied as exc:
+        click.echo(f"ats {command}: {exc}", err=True)
+        sys.exit(2)
+
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 140})
 def cli() -> None:
@@ -54,6 +66,7 @@ def worker() -> None:
     """Run one stream worker (Faust) against ATS_BROKER_URL and ATS_REDIS_URL."""
     settings = _settings()
     _require_urls(settings)
+    _check_access(settings, "worker")
     from .worker import run_worker
 
     run_worker(settings)
@@ -64,6 +77,7 @@ def api() -> NoReturn:
     """Run the HTTP API against ATS_BROKER_URL and ATS_REDIS_URL."""
     settings = _settings()
     _require_urls(settings)
+    _check_access(settings, "api")
     os.execv(sys.executable, [sys.executable, "-m", "api"])  # noqa: S606 - replaces this process on purpose
 
 
@@ -123,6 +137,7 @@ def up(workers: int) -> None:
     Prints the API URL and a development token; Ctrl-C stops every child.
     """
     settings = _settings()
+    _check_access(settings, "up")  # what is configured; the embedded servers need no credentials
     supervisor = Supervisor(settings, workers=workers)
     try:
         supervisor.start()
