@@ -4,18 +4,23 @@ whose listeners require credentials and a Valkey that requires a password.
 The worker goes through SASL_SSL with SCRAM-SHA-512 (the production setting), the API's producer through
 SASL_PLAINTEXT with PLAIN, both reading their passwords the ways the settings allow; wrong credentials
 stop ``ats worker`` and ``ats api`` with status 2 and one line, never a traceback or a retry loop.
-These tests always use the local Apache Kafka (the embedded broker has no SASL or TLS): they need
-Java 17+ and Maven like ``make test-kafka``, and the jars it resolved once.
+The Kafka tests always use the local Apache Kafka (the embedded broker has no SASL or TLS): they need
+Java 17+ and Maven like ``make test-kafka``, and the jars it resolved once. The shipped Valkey has no
+TLS, so ``rediss://`` is tested through a TLS proxy in front of it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from aiokafka import TopicPartition
@@ -23,7 +28,7 @@ from aiokafka import TopicPartition
 from availability import topics
 from availability.settings import Settings, load_settings
 from streams import embedded
-from streams.access import check_kafka
+from streams.access import AccessDenied, check_kafka, check_redis
 from streams.admin import ensure_topics
 from streams.kafka import SecureKafka, Security, start_secure_kafka
 from streams.logreader import LogReader
@@ -171,3 +176,48 @@ async def test_mutual_tls_needs_the_client_certificate(kafka: SecureKafka, tls: 
     # Without a certificate the broker closes the connection: not provably a refusal, so no start-up error,
     # but no connection either.
     assert not await check_kafka(load_settings(base), wait_seconds=5)
+
+
+class TlsProxy:
+    """TLS in front of a plaintext cache: the shipped Valkey has no TLS, but what the engine owns is the
+    client side (``rediss://``, ``ATS_REDIS_SSL_CAFILE``, certificate and host name checks)."""
+
+    def __init__(self, target: tuple[str, int], tls: Certificate) -> None:
+        self.target = target
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(tls.certificate, tls.key)
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", 0, ssl=self.context)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                while data := await source.read(65_536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer))
+
+
+async def test_the_cache_over_tls_with_its_ca_file(redis_url: str, tls: Certificate) -> None:
+    target = urlsplit(redis_url)
+    async with TlsProxy((target.hostname or "127.0.0.1", target.port or 6379), tls) as port:
+        rediss = f"rediss://127.0.0.1:{port}/0"
+        settings = settings_for("kafka://127.0.0.1:1", rediss, redis_ssl_cafile=str(tls.certificate))
+        assert await asyncio.to_thread(check_redis, settings)
+        async with serve(settings) as client:  # the API's reads and its decisions subscription, over TLS
+            answer = await client.get(f"/v1/availability/{ref('SKU')}", headers=bearer(READER))
+            assert answer.status == 200, await answer.text()
+        without_ca = settings_for("kafka://127.0.0.1:1", rediss)
+        with pytest.raises(AccessDenied, match="TLS to Redis"):
+            await asyncio.to_thread(check_redis, without_ca)
