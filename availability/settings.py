@@ -24,8 +24,9 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 #: settings whose values are secrets: masked in ``repr`` and in error messages
 SECRET_FIELDS = frozenset({"api_tokens", "redis_url", "kafka_sasl_password"})
 #: optional settings where an empty variable means unset (a chart renders absent values as "")
-_OPTIONAL = ("kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_password_file", "kafka_ssl_cafile",
-             "kafka_ssl_certfile", "kafka_ssl_keyfile", "redis_password_file", "redis_ssl_cafile")
+_FILES = ("api_tokens_file", "kafka_sasl_password_file", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
+          "redis_password_file", "redis_ssl_cafile")
+_OPTIONAL = (*_FILES, "kafka_sasl_username", "kafka_sasl_password")
 
 
 class SettingsError(ValueError):
@@ -72,6 +73,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=1, le=65535, description="where the API listens")
     api_tokens: str | None = Field(
         None, description="token=scope,scope;token2=scope; `ats up` generates a dev token with all scopes"
+    )
+    api_tokens_file: Path | None = Field(
+        None, description="file holding ATS_API_TOKENS' value (a mounted Secret), instead of the variable"
     )
     channels_file: Path | None = Field(None, description="channel views file; unset: all locations, no buffer")
     partitions: int = Field(8, ge=1, le=1024, description="partitions of every input and state topic")
@@ -129,6 +133,7 @@ class Settings(BaseSettings):
         None, description="PEM CA bundle for a rediss:// ATS_REDIS_URL; unset: the system's trust store"
     )
 
+    _token_spec: str | None = PrivateAttr(None)
     _kafka_password: str | None = PrivateAttr(None)
     _redis_password: str | None = PrivateAttr(None)
 
@@ -137,8 +142,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("kafka_sasl_password_file", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
-                     "redis_password_file", "redis_ssl_cafile")
+    @field_validator(*_FILES)
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -148,6 +152,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _security(self) -> Settings:
         """Refuse half-configured security: a setting that would be silently ignored is an error."""
+        if self.api_tokens_file is not None:
+            if self.api_tokens is not None:
+                raise SettingsError("set ATS_API_TOKENS or ATS_API_TOKENS_FILE, not both")
+            spec = _read_secret(self.api_tokens_file, "ATS_API_TOKENS_FILE").strip()
+            try:
+                parse_tokens(spec)
+            except ValueError as exc:
+                raise SettingsError(f"ATS_API_TOKENS_FILE={self.api_tokens_file}: {exc}") from None
+            self._token_spec = spec
+        else:
+            self._token_spec = self.api_tokens
         sasl = self.kafka_security_protocol.startswith("SASL_")
         tls = self.kafka_security_protocol.endswith("SSL")
         if self.kafka_sasl_password is not None and self.kafka_sasl_password_file is not None:
@@ -216,7 +231,12 @@ class Settings(BaseSettings):
 
     @property
     def tokens(self) -> dict[str, frozenset[str]]:
-        return parse_tokens(self.api_tokens) if self.api_tokens else {}
+        return parse_tokens(self._token_spec) if self._token_spec else {}
+
+    @property
+    def tokens_configured(self) -> bool:
+        """Whether tokens were given at all (variable or file); ``ats up`` makes a dev token otherwise."""
+        return self._token_spec is not None
 
     @property
     def kafka_password(self) -> str | None:

@@ -183,7 +183,7 @@ class Supervisor:
             env["ATS_REDIS_URL"] = cache.url
             click.echo(f"embedded cache   {cache.url}  (log {cache.log_path})")
         token = None
-        if settings.api_tokens is None:
+        if not settings.tokens_configured:
             token = "dev-" + secrets.token_urlsafe(24)
             env["ATS_API_TOKENS"] = f"{token}={','.join(sorted(SCOPES))}"
         child_settings = load_settings(env)

@@ -28,6 +28,7 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 #: ATS_* variables the chart leaves unset on purpose, each with the reason (values.yaml says it too).
 OMITTED = {
     "ATS_CHANNELS_FILE": "set only when `channels` is given; unset means every location, no buffer",
+    "ATS_API_TOKENS_FILE": "the chart gives ATS_API_TOKENS from its Secret; the file form is for extraVolumes",
     **dict.fromkeys(("ATS_KAFKA_SASL_USERNAME", "ATS_KAFKA_SASL_PASSWORD_FILE", "ATS_KAFKA_SSL_CAFILE",
                      "ATS_KAFKA_SSL_CERTFILE", "ATS_KAFKA_SSL_KEYFILE", "ATS_REDIS_PASSWORD_FILE",
                      "ATS_REDIS_SSL_CAFILE"),

@@ -134,3 +134,18 @@ def test_empty_optional_variables_mean_unset() -> None:
                               "ATS_KAFKA_SSL_CAFILE": "", "ATS_REDIS_PASSWORD_FILE": ""})
     assert settings.kafka_sasl_username is None
     assert settings.kafka_password is None
+
+
+def test_tokens_come_from_a_file_too(tmp_path: Path) -> None:
+    (tmp_path / "tokens").write_text("tok-file=availability:read;tok-2=admin\n")
+    settings = load_settings({"ATS_API_TOKENS_FILE": str(tmp_path / "tokens")})
+    assert settings.tokens == {"tok-file": frozenset({"availability:read"}), "tok-2": frozenset({"admin"})}
+    assert settings.tokens_configured
+    assert "tok-file" not in repr(settings)
+    assert not load_settings({}).tokens_configured
+    with pytest.raises(SettingsError, match="not both"):
+        load_settings({"ATS_API_TOKENS_FILE": str(tmp_path / "tokens"), "ATS_API_TOKENS": "t=admin"})
+    (tmp_path / "bad").write_text("tok-secret=superuser")
+    with pytest.raises(SettingsError, match="unknown scope") as refused:
+        load_settings({"ATS_API_TOKENS_FILE": str(tmp_path / "bad")})
+    assert "tok-secret" not in str(refused.value)
