@@ -40,7 +40,7 @@ from .apiserver import INGESTER, READER, bearer, serve, settings_for
 from .cluster import Cluster, eventually
 from .conftest import running
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 USER = "ats-engine"
 PASSWORD = "kafka-" + secrets.token_urlsafe(12)
@@ -101,6 +101,8 @@ def api_settings(kafka: SecureKafka, cache_url: str) -> Settings:
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.kafka
+@pytest.mark.slow
 async def test_worker_and_api_ingest_through_sasl_and_a_password_protected_cache(
         kafka: SecureKafka, tls: Certificate, locked_cache: str, secrets_dir: Path, tmp_path: Path) -> None:
     env = worker_env(kafka, tls, locked_cache, secrets_dir)
@@ -135,6 +137,7 @@ def _ats(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ATS, command], capture_output=True, text=True, env={**clean, **env}, timeout=60)
 
 
+@pytest.mark.kafka
 @pytest.mark.parametrize("command", ["worker", "api"])
 @pytest.mark.parametrize(("wrong", "message"), [
     ("kafka_password", "refused the SASL login"),
@@ -166,6 +169,7 @@ def test_wrong_credentials_stop_ats_with_status_2_and_one_line(
     assert "not-the-password" not in out.stderr + out.stdout
 
 
+@pytest.mark.kafka
 async def test_mutual_tls_needs_the_client_certificate(kafka: SecureKafka, tls: Certificate, tmp_path: Path) -> None:
     base = {"ATS_BROKER_URL": kafka.urls["SSL"], "ATS_KAFKA_SECURITY_PROTOCOL": "SSL",
             "ATS_KAFKA_SSL_CAFILE": str(tls.certificate), "ATS_PARTITIONS": "2"}
