@@ -35,9 +35,11 @@ def _printable(text: str) -> str:
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_CHARS)]
 LocationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_CHARS)]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
-ReferenceId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
-FreeText = Annotated[str, StringConstraints(max_length=256), AfterValidator(_printable)]
+#: the rule as the OpenAPI document states it (the validator above gives the clearer message)
+_NO_CONTROL = Field(json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"})
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable), _NO_CONTROL]
+ReferenceId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable), _NO_CONTROL]
+FreeText = Annotated[str, StringConstraints(max_length=256), AfterValidator(_printable), _NO_CONTROL]
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_CHARS)]
 Qty = Annotated[int, Field(ge=1, le=MAX_QTY)]
 
