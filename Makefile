@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ats up
 
+# Everything but the tests that start a local Apache Kafka themselves (marker `kafka`, Java and Maven).
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not kafka"
 
 # The integration suites again, on Apache Kafka 4.x (KRaft) from Maven Central (needs Java 17+ and Maven;
 # the jars are resolved once into .ats/kafka-<version>).

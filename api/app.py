@@ -17,6 +17,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from availability.channels import ChannelsError, ChannelViews, parse_channels
+from availability.connections import redis_options
 from availability.settings import Settings
 
 from . import erp, openapi, routes
@@ -58,7 +59,7 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
 
     async def connections(app: web.Application) -> AsyncIterator[None]:
         app[CACHE] = cache if cache is not None else Redis.from_url(
-            settings.redis_url or "", socket_timeout=2.0, socket_connect_timeout=2.0)
+            settings.redis_url or "", socket_timeout=2.0, socket_connect_timeout=2.0, **redis_options(settings))
         app[BROKER] = broker if broker is not None else Broker(settings)
         app[DECISIONS] = Decisions(app[CACHE])
         await app[DECISIONS].start()

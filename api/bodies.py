@@ -1,4 +1,4 @@
-"""Request bodies: size cap (413), JSON syntax (400), then a model's field rules (422)."""
+"""Request bodies: size cap (413), JSON syntax and nesting depth (400), then a model's field rules (422)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from .problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
 
+#: Deepest nesting a body may have. The deepest the API reads is 5 (``{"events": [{"lines": [{}]}]}``);
+#: orjson parses up to 1,024 levels but writes only 254, so a deeper event could not be re-encoded.
+MAX_JSON_DEPTH = 32
+
 
 async def read_json(request: web.Request) -> Any:
     """The parsed JSON body. aiohttp refuses a body over ``client_max_size`` with 413 while reading."""
@@ -24,9 +28,26 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise Problem(400, "the request body is empty; send a JSON object")
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"the request body is not valid JSON: {exc}") from None
+    if _nested_deeper(data, MAX_JSON_DEPTH):
+        raise Problem(400, f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _nested_deeper(data: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (iterative: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def parse(model: type[M], data: Any) -> M:

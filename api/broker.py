@@ -8,6 +8,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from availability.connections import kafka_options
 from availability.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Broker:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(bootstrap_servers=self._settings.bootstrap_servers, acks="all",
-                                            linger_ms=1, request_timeout_ms=10_000)
+                                            linger_ms=1, request_timeout_ms=10_000, **kafka_options(self._settings))
                 try:
                     await producer.start()
                 except BaseException:

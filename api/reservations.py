@@ -85,9 +85,10 @@ def _reservation_id(request: web.Request) -> str:
     value = request.match_info["reservation_id"]
     try:
         return _ID.validate_python(value)
-    except ValidationError:
-        raise Problem(422, "reservation_id: 1 to 128 characters",
-                      errors=[{"field": "reservation_id", "message": "1 to 128 characters"}]) from None
+    except ValidationError as exc:
+        message = exc.errors(include_url=False, include_input=False)[0]["msg"]
+        raise Problem(422, f"reservation_id: {message}",
+                      errors=[{"field": "reservation_id", "message": message}]) from None
 
 
 def _command(request: web.Request, location_id: str, reservation_id: str, action: str) -> dict[str, Any]:

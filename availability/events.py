@@ -8,11 +8,12 @@ reservation-consuming sale into a plain one).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 MAX_LINES = 1_000
@@ -20,13 +21,26 @@ MAX_QTY = 1_000_000
 MAX_TTL_SECONDS = 604_800
 DEFAULT_TTL_SECONDS = 900
 
-_ID_CHARS = r"^[A-Za-z0-9._:\-]+$"
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_ID_CHARS)]
-LocationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_ID_CHARS)]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-ReferenceId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-FreeText = Annotated[str, StringConstraints(max_length=256)]
-ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_ID_CHARS)]
+ID_CHARS = r"^[A-Za-z0-9._:\-]+$"
+#: Free-form ids and text may hold any character but control characters (C0, DEL, C1): a newline in
+#: a reservation id must not forge a log line or a line of redis-cli output, nor end up in a cache key.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    if CONTROL_CHARACTERS.search(text):
+        raise PydanticCustomError("control_character", "must not contain control characters (such as a newline)")
+    return text
+
+
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_CHARS)]
+LocationId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_CHARS)]
+#: the rule as the OpenAPI document states it (the validator above gives the clearer message)
+_NO_CONTROL = Field(json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"})
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable), _NO_CONTROL]
+ReferenceId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable), _NO_CONTROL]
+FreeText = Annotated[str, StringConstraints(max_length=256), AfterValidator(_printable), _NO_CONTROL]
+ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_CHARS)]
 Qty = Annotated[int, Field(ge=1, le=MAX_QTY)]
 
 
@@ -53,6 +67,22 @@ class PolicyLine(_Model):
     safety_stock: Annotated[int, Field(ge=0, le=MAX_QTY)]
 
 
+#: Business times the engine can place: every window, posting and answer derived from them stays a
+#: representable datetime (year 1 with an offset of +14:00 is year 0 in UTC, which crashed the ERP feed).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _placeable(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise PydanticCustomError("time_range", "must be between {earliest} and {latest} (UTC)",
+                                  {"earliest": EARLIEST.isoformat(), "latest": LATEST.isoformat()})
+    return moment
+
+
+BusinessTime = Annotated[AwareDatetime, AfterValidator(_placeable)]
+
+
 def _unique_skus(lines: Sequence[Line | AdjustmentLine | PolicyLine] | None, what: str) -> None:
     if lines is None:
         return
@@ -66,7 +96,7 @@ def _unique_skus(lines: Sequence[Line | AdjustmentLine | PolicyLine] | None, wha
 
 class _Event(_Model):
     event_id: EventId
-    occurred_at: AwareDatetime
+    occurred_at: BusinessTime
     source: FreeText | None = None
 
 

@@ -8,16 +8,25 @@ can print it and stop instead of showing a traceback.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ATS_"
 SCOPES = frozenset({"availability:read", "reservations:write", "events:write", "admin"})
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+#: settings whose values are secrets: masked in ``repr`` and in error messages
+SECRET_FIELDS = frozenset({"api_tokens", "redis_url", "kafka_sasl_password"})
+#: optional settings where an empty variable means unset (a chart renders absent values as "")
+_FILES = ("api_tokens_file", "kafka_sasl_password_file", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
+          "redis_password_file", "redis_ssl_cafile")
+_OPTIONAL = (*_FILES, "kafka_sasl_username", "kafka_sasl_password")
 
 
 class SettingsError(ValueError):
@@ -65,6 +74,9 @@ class Settings(BaseSettings):
     api_tokens: str | None = Field(
         None, description="token=scope,scope;token2=scope; `ats up` generates a dev token with all scopes"
     )
+    api_tokens_file: Path | None = Field(
+        None, description="file holding ATS_API_TOKENS' value (a mounted Secret), instead of the variable"
+    )
     channels_file: Path | None = Field(None, description="channel views file; unset: all locations, no buffer")
     partitions: int = Field(8, ge=1, le=1024, description="partitions of every input and state topic")
     replication_factor: int = Field(1, ge=1, le=16, description="replication factor of topics the engine creates")
@@ -105,6 +117,99 @@ class Settings(BaseSettings):
     hold_timeout_ms: int = Field(5_000, ge=10, description="API: how long a reservation waits for its decision")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="API: request body limit")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    kafka_security_protocol: KafkaProtocol = Field(
+        "PLAINTEXT", description="Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS)"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", description="Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(None, description="Kafka SASL user (SASL_* protocols)")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="Kafka SASL password; or ATS_KAFKA_SASL_PASSWORD_FILE, not both"
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="file holding the Kafka SASL password (a mounted Secret; one trailing newline dropped)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle the Kafka brokers' certificates chain to; unset: the system's trust store"
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate for mutual TLS to Kafka")
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM private key of ATS_KAFKA_SSL_CERTFILE")
+    redis_password_file: Path | None = Field(
+        None, description="file holding the Redis password (a mounted Secret), instead of one in ATS_REDIS_URL"
+    )
+    redis_ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle for a rediss:// ATS_REDIS_URL; unset: the system's trust store"
+    )
+
+    _token_spec: str | None = PrivateAttr(None)
+    _kafka_password: str | None = PrivateAttr(None)
+    _redis_password: str | None = PrivateAttr(None)
+
+    @field_validator(*_OPTIONAL, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator(*_FILES)
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
+
+    @model_validator(mode="after")
+    def _security(self) -> Settings:
+        """Refuse half-configured security: a setting that would be silently ignored is an error."""
+        if self.api_tokens_file is not None:
+            if self.api_tokens is not None:
+                raise SettingsError("set ATS_API_TOKENS or ATS_API_TOKENS_FILE, not both")
+            spec = _read_secret(self.api_tokens_file, "ATS_API_TOKENS_FILE").strip()
+            try:
+                parse_tokens(spec)
+            except ValueError as exc:
+                raise SettingsError(f"ATS_API_TOKENS_FILE={self.api_tokens_file}: {exc}") from None
+            self._token_spec = spec
+        else:
+            self._token_spec = self.api_tokens
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        if self.kafka_sasl_password is not None and self.kafka_sasl_password_file is not None:
+            raise SettingsError("set ATS_KAFKA_SASL_PASSWORD or ATS_KAFKA_SASL_PASSWORD_FILE, not both")
+        if self.kafka_sasl_password_file is not None:
+            self._kafka_password = _read_secret(self.kafka_sasl_password_file, "ATS_KAFKA_SASL_PASSWORD_FILE")
+        elif self.kafka_sasl_password is not None:
+            self._kafka_password = self.kafka_sasl_password.get_secret_value()
+        given_sasl = [name for name in ("kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_password_file")
+                      if getattr(self, name) is not None]
+        if sasl and (self.kafka_sasl_username is None or not self._kafka_password):
+            raise SettingsError(f"ATS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                                "ATS_KAFKA_SASL_USERNAME and a password (ATS_KAFKA_SASL_PASSWORD or _FILE)")
+        if given_sasl and not sasl:
+            raise SettingsError(f"{_names(given_sasl)} set, but ATS_KAFKA_SECURITY_PROTOCOL="
+                                f"{self.kafka_security_protocol} does not use SASL (SASL_PLAINTEXT or SASL_SSL)")
+        given_tls = [name for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+                     if getattr(self, name) is not None]
+        if given_tls and not tls:
+            raise SettingsError(f"{_names(given_tls)} set, but ATS_KAFKA_SECURITY_PROTOCOL="
+                                f"{self.kafka_security_protocol} does not use TLS (SSL or SASL_SSL)")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise SettingsError("ATS_KAFKA_SSL_CERTFILE and ATS_KAFKA_SSL_KEYFILE go together (mutual TLS)")
+        if self.redis_password_file is not None:
+            if self.redis_url and urlsplit(self.redis_url).password is not None:
+                raise SettingsError("ATS_REDIS_URL carries a password and ATS_REDIS_PASSWORD_FILE is set: use one")
+            self._redis_password = _read_secret(self.redis_password_file, "ATS_REDIS_PASSWORD_FILE")
+        if self.redis_ssl_cafile is not None and not (self.redis_url or "").startswith("rediss://"):
+            raise SettingsError("ATS_REDIS_SSL_CAFILE is set, but ATS_REDIS_URL is not a rediss:// (TLS) URL")
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Secrets never reach a log through ``repr``: tokens and passwords are masked."""
+        for name, value in super().__repr_args__():
+            if name in SECRET_FIELDS and value is not None:
+                yield name, mask_url(value) if name == "redis_url" else "**********"
+            else:
+                yield name, value
 
     @field_validator("broker_url")
     @classmethod
@@ -135,7 +240,47 @@ class Settings(BaseSettings):
 
     @property
     def tokens(self) -> dict[str, frozenset[str]]:
-        return parse_tokens(self.api_tokens) if self.api_tokens else {}
+        return parse_tokens(self._token_spec) if self._token_spec else {}
+
+    @property
+    def tokens_configured(self) -> bool:
+        """Whether tokens were given at all (variable or file); ``ats up`` makes a dev token otherwise."""
+        return self._token_spec is not None
+
+    @property
+    def kafka_password(self) -> str | None:
+        """The SASL password, from ATS_KAFKA_SASL_PASSWORD or the file (read once, at start-up)."""
+        return self._kafka_password
+
+    @property
+    def redis_password(self) -> str | None:
+        """The Redis password from ATS_REDIS_PASSWORD_FILE (read once); None: the URL's, if any."""
+        return self._redis_password
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host/0`` → ``redis://user:***@host/0``: a URL fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def _read_secret(path: Path, variable: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{variable}={path}: cannot read it: {exc.__class__.__name__}") from None
+    secret = text[:-1] if text.endswith("\n") else text
+    if not secret:
+        raise SettingsError(f"{variable}={path}: the file is empty")
+    return secret
+
+
+def _names(fields: list[str]) -> str:
+    return " and ".join(ENV_PREFIX + name.upper() for name in fields)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -153,8 +298,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else "settings"
-            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+            if not error["loc"]:  # a rule across settings: its message names them; the input is everything
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
+            shown = "'***'" if field in SECRET_FIELDS else repr(error.get("input"))
+            problems.append(f"{ENV_PREFIX}{field.upper()}={shown}: {error['msg']}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
 
 

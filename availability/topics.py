@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
+
+from .events import CONTROL_CHARACTERS, ID_CHARS
 
 SALES: Final = "inventory.sales"
 RETURNS: Final = "inventory.returns"
@@ -51,12 +54,35 @@ WORKER_STATS_PREFIX: Final = CACHE_PREFIX + "worker-stats:"
 ERP_BOOK_KEY: Final = CACHE_PREFIX + "erp:book"
 
 
+_KEY_ID = re.compile(ID_CHARS)
+
+
+class UnsafeKeyPart(ValueError):
+    """A key was asked for with a string validation should have refused: a bug, never user input's fault."""
+
+
+def _id_part(value: str) -> str:
+    """A SKU as validated (``[A-Za-z0-9._:-]``, 1-64): no glob (``*?[``), hash tag (``{}``), space or
+    control character can reach a key. ``:`` may, but every key family has its own prefix ending in
+    ``:``, so ``pos:`` + a SKU can only ever be a position key."""
+    if len(value) > 64 or not _KEY_ID.fullmatch(value):
+        raise UnsafeKeyPart(f"not a validated SKU or location id: {value[:80]!r}")
+    return value
+
+
+def _reference_part(value: str) -> str:
+    """A reservation id as validated: 1-128 characters, none of them a control character."""
+    if not 1 <= len(value) <= 128 or CONTROL_CHARACTERS.search(value):
+        raise UnsafeKeyPart(f"not a validated reference id: {value[:80]!r}")
+    return value
+
+
 def position_key(sku: str) -> str:
-    return f"{CACHE_PREFIX}pos:{sku}"
+    return f"{CACHE_PREFIX}pos:{_id_part(sku)}"
 
 
 def reservation_key(reservation_id: str) -> str:
-    return f"{CACHE_PREFIX}resv:{reservation_id}"
+    return f"{CACHE_PREFIX}resv:{_reference_part(reservation_id)}"
 
 
 def reservation_claim_key(reservation_id: str) -> str:
@@ -64,7 +90,7 @@ def reservation_claim_key(reservation_id: str) -> str:
 
     Holds are remembered by the partition that owns their location; only this claim stops one id
     from being held at two locations at once."""
-    return f"{CACHE_PREFIX}resv-claim:{reservation_id}"
+    return f"{CACHE_PREFIX}resv-claim:{_reference_part(reservation_id)}"
 
 
 def heartbeat_key(worker_id: str) -> str:

@@ -112,10 +112,21 @@ def decision(hold: Hold) -> dict[str, Any]:
     return body
 
 
+#: Characters of a rejected payload a dead letter carries. JSON writes a character in at most 6 bytes
+#: (``\u001f``), so a dead letter stays under the producer's 1,000,000-byte request limit however the
+#: payload is made; a longer one would fail to send and stop the worker on every replay.
+DEAD_LETTER_PAYLOAD_CHARS = 131_072
+
+
 def dead_letter(reason: str, detail: str, topic: str, partition: int, offset: int, payload: str | None,
                 ) -> dict[str, Any]:
-    return {"reason": reason, "detail": detail, "topic": topic, "partition": partition, "offset": offset,
-            "payload": payload}
+    """A dead letter; a payload over :data:`DEAD_LETTER_PAYLOAD_CHARS` is cut there and marked with
+    ``payload_truncated`` and its full length in ``payload_chars`` (the original stays at its offset)."""
+    record: dict[str, Any] = {"reason": reason, "detail": detail, "topic": topic, "partition": partition,
+                              "offset": offset, "payload": payload}
+    if payload is not None and len(payload) > DEAD_LETTER_PAYLOAD_CHARS:
+        record.update(payload=payload[:DEAD_LETTER_PAYLOAD_CHARS], payload_truncated=True, payload_chars=len(payload))
+    return record
 
 
 def posting_record(posting: Posting) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from availability import topics
+from availability.connections import kafka_options
 from availability.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ async def ensure_topics(settings: Settings, *, attempts: int = 30) -> list[str]:
     Returns the names created. Retries while the broker is still starting.
     """
     for attempt in range(attempts):
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000,
+                                    **kafka_options(settings))
         try:
             await admin.start()
             return await _ensure(admin, settings)

@@ -10,8 +10,10 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.auth import CredentialsT
 
 from availability import topics
+from availability.connections import kafka_ssl_context
 from availability.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,18 @@ def _consumer_class(fetch_wait_ms: int) -> type[faust_aiokafka.Consumer]:
     return Consumer
 
 
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's form of the Kafka security settings (its driver turns them into aiokafka's options,
+    for the consumer, the producer and the table recovery consumer alike)."""
+    context = kafka_ssl_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_password,
+                                     mechanism=settings.kafka_sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.App:
     """A Faust app tuned for batches and fast restarts.
 
@@ -77,6 +91,7 @@ def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.A
     app = faust.App(
         topics.APP_ID,
         broker=[f"kafka://{host}" for host in settings.bootstrap_servers],
+        broker_credentials=broker_credentials(settings),
         store=store,
         datadir=str(settings.data_dir / "worker"),
         autodiscover=False,

@@ -43,6 +43,19 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
+def _check_access(settings: Settings, command: str) -> None:
+    """Refused credentials stop the command with status 2 and one line saying which (``streams.access``)."""
+    from .access import AccessDenied, check_kafka, check_redis
+
+    try:
+        if settings.broker_url is not None:
+            asyncio.run(check_kafka(settings))
+        check_redis(settings)
+    except AccessDenied as exc:
+        click.echo(f"ats {command}: {exc}", err=True)
+        sys.exit(2)
+
+
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 140})
 def cli() -> None:
     """Real-time inventory availability (ATS) engine."""
@@ -53,6 +66,7 @@ def worker() -> None:
     """Run one stream worker (Faust) against ATS_BROKER_URL and ATS_REDIS_URL."""
     settings = _settings()
     _require_urls(settings)
+    _check_access(settings, "worker")
     from .worker import run_worker
 
     run_worker(settings)
@@ -63,6 +77,7 @@ def api() -> NoReturn:
     """Run the HTTP API against ATS_BROKER_URL and ATS_REDIS_URL."""
     settings = _settings()
     _require_urls(settings)
+    _check_access(settings, "api")
     os.execv(sys.executable, [sys.executable, "-m", "api"])  # noqa: S606 - replaces this process on purpose
 
 
@@ -85,6 +100,7 @@ def reconcile(book: Path, only_drift: bool, as_json: bool, fail_on_drift: bool) 
     settings = _settings()
     if not settings.redis_url:
         raise click.UsageError("ATS_REDIS_URL must be set: the engine's positions are read from the cache")
+    from availability.connections import redis_options
     from availability.drift import BookError, parse_book
 
     from .reconcile import reconcile as run_reconcile
@@ -94,7 +110,7 @@ def reconcile(book: Path, only_drift: bool, as_json: bool, fail_on_drift: bool) 
         lines = parse_book(book.read_text(encoding="utf-8"), name=book.name)
     except (BookError, UnicodeDecodeError) as exc:
         raise click.UsageError(f"{book}: {exc}") from None
-    rows = run_reconcile(settings.redis_url, lines)
+    rows = run_reconcile(settings.redis_url, lines, **redis_options(settings))
     if as_json:
         shown = [row._asdict() for row in rows if row.drift or not only_drift]
         click.echo(json.dumps(shown, indent=2))
@@ -121,6 +137,7 @@ def up(workers: int) -> None:
     Prints the API URL and a development token; Ctrl-C stops every child.
     """
     settings = _settings()
+    _check_access(settings, "up")  # what is configured; the embedded servers need no credentials
     supervisor = Supervisor(settings, workers=workers)
     try:
         supervisor.start()
@@ -166,7 +183,7 @@ class Supervisor:
             env["ATS_REDIS_URL"] = cache.url
             click.echo(f"embedded cache   {cache.url}  (log {cache.log_path})")
         token = None
-        if settings.api_tokens is None:
+        if not settings.tokens_configured:
             token = "dev-" + secrets.token_urlsafe(24)
             env["ATS_API_TOKENS"] = f"{token}={','.join(sorted(SCOPES))}"
         child_settings = load_settings(env)

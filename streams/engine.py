@@ -49,6 +49,7 @@ from faust.types import TP, EventT
 from redis.asyncio import Redis
 
 from availability import topics, wire
+from availability.connections import redis_options
 from availability.netting import Posting
 from availability.routing import legs
 from availability.settings import Settings
@@ -75,7 +76,7 @@ class Engine:
         self.clock = clock
         self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
-        self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0)
+        self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0, **redis_options(settings))
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)

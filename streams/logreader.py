@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from availability.connections import kafka_options
 from availability.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ class LogReader:
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
-                                        isolation_level="read_committed", auto_offset_reset="earliest")
+                                        isolation_level="read_committed", auto_offset_reset="earliest",
+                                        **kafka_options(self.settings))
             await consumer.start()
             self._consumer = consumer
         return self._consumer

@@ -4,6 +4,7 @@ an ERP book (:mod:`availability.drift` does the arithmetic)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from redis import Redis
@@ -25,8 +26,9 @@ def engine_on_hand(cache: Redis, skus: Iterable[str]) -> dict[tuple[str, str], i
     return out
 
 
-def reconcile(redis_url: str, book: list[BookLine]) -> list[Drift]:
-    cache = Redis.from_url(redis_url, socket_timeout=10.0)
+def reconcile(redis_url: str, book: list[BookLine], **options: Any) -> list[Drift]:
+    """``options``: the connection's security (:func:`availability.connections.redis_options`)."""
+    cache = Redis.from_url(redis_url, socket_timeout=10.0, **options)
     try:
         return drift(book, engine_on_hand(cache, (line.sku for line in book)))
     finally:

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
 from availability import topics
+from availability.connections import kafka_options, redis_options
 from availability.settings import load_settings
 from streams.embedded import stop_process
 
@@ -34,7 +35,7 @@ class Cluster:
         self.settings = load_settings({"ATS_BROKER_URL": broker_url, "ATS_REDIS_URL": redis_url,
                                        "ATS_PARTITIONS": str(partitions), **self.extra_env})
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
-        self.cache = Redis.from_url(redis_url)
+        self.cache = Redis.from_url(redis_url, **redis_options(self.settings))
         self.producer: AIOKafkaProducer | None = None
 
     # ---- workers -------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ class Cluster:
     async def _producer(self) -> AIOKafkaProducer:
         if self.producer is None:
             self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, acks="all",
-                                             linger_ms=5)
+                                             linger_ms=5, **kafka_options(self.settings))
             await self.producer.start()
         return self.producer
 
@@ -130,7 +131,8 @@ class Cluster:
                       ) -> list[dict[str, Any]]:
         """Every record of ``topic`` (from its beginning) that ``match`` picks, read at least to the end
         offsets listed at the start and then until ``until`` holds."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
+                                    **kafka_options(self.settings))
         await consumer.start()
         found: list[dict[str, Any]] = []
         try:
@@ -155,7 +157,8 @@ class Cluster:
     async def dead_letters(self, match: Callable[[dict[str, Any]], bool], *, expect: int,
                            timeout: float = 30) -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(topics.DEAD_LETTER, bootstrap_servers=self.settings.bootstrap_servers,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    **kafka_options(self.settings))
         await consumer.start()
         found: list[dict[str, Any]] = []
         try:

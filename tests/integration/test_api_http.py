@@ -117,6 +117,19 @@ async def test_body_limits_and_syntax(client: Client) -> None:
         assert_problem(response, await response.json(), 400)
 
 
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/availability/query", "/v1/reservations", "/v1/erp/book"])
+async def test_deeply_nested_json_is_a_400_on_every_body(client: Client, path: str) -> None:
+    """orjson parses 1,024 levels but writes only 254: an event nested 300 deep used to be a 500 on ingest."""
+    deep = b"[" * 300 + b"]" * 300
+    event = orjson.dumps(receipt(ref("S"), (ref("SKU"), 1)))
+    event = event.replace(b'"event_id"', b'"source":' + deep + b',"event_id"')
+    method = client.put if path == "/v1/erp/book" else client.post
+    response = await method(path, data=event, headers=bearer(ADMIN))
+    problem = await response.json()
+    assert_problem(response, problem, 400)
+    assert "nested deeper than" in problem["detail"]
+
+
 async def test_wrong_types_name_their_fields(client: Client) -> None:
     headers = bearer(ADMIN)
     cases = [({"skus": "SKU-1"}, {"skus"}), ({"skus": ["ok", 7]}, {"skus.1"}), ({"skus": []}, {"skus"}),
@@ -221,3 +234,35 @@ async def test_broker_down_is_503_with_retry_after(settings: Settings) -> None:
         body = {"reservation_id": ref("R"), "location_id": "S-1", "lines": lines(("SKU-1", 1))}
         response = await client.post("/v1/reservations", json=body, headers=bearer(RESERVER))
         assert_problem(response, await response.json(), 503)
+
+
+HOSTILE_REQUESTS = [
+    ("GET", "/v1/availability/%2A", None), ("GET", "/v1/availability/%7Btag%7D", None),
+    ("GET", "/v1/availability/a%0Ab", None), ("GET", "/v1/availability/a%20b", None),
+    ("GET", "/v1/availability/SKU-1?location=S-%2A", None), ("GET", "/v1/availability/SKU-1?location=S%0D%0A1", None),
+    ("POST", "/v1/availability/query", {"skus": ["SKU-1", "SKU-*"]}),
+    ("POST", "/v1/availability/query", {"skus": ["SKU-1"], "locations": ["S-1\nS-2"]}),
+    ("GET", "/v1/reservations/r%0A1", None), ("DELETE", "/v1/reservations/r%001", None),
+    ("POST", "/v1/reservations", {"reservation_id": "r-1\nINFO forged", "location_id": "S-1",
+                                  "lines": [{"sku": "SKU-1", "qty": 1}]}),
+    ("POST", "/v1/reservations", {"reservation_id": "r-1", "location_id": "S-{1}",
+                                  "lines": [{"sku": "SKU-1", "qty": 1}]}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), HOSTILE_REQUESTS)
+async def test_hostile_strings_are_refused_before_any_cache_key_is_built(
+        client: Client, monkeypatch: pytest.MonkeyPatch, method: str, path: str, body: Any) -> None:
+    from yarl import URL
+
+    from availability import topics
+
+    built: list[str] = []
+    for name in ("position_key", "reservation_key", "reservation_claim_key"):
+        real = getattr(topics, name)
+        monkeypatch.setattr(topics, name, lambda value, real=real: built.append(value) or real(value))
+    response = await client.request(method, URL(path, encoded=True), json=body, headers=bearer(ADMIN))
+    problem = await response.json()
+    # aiohttp's router does not match a path segment holding "{": that one never reaches a handler (404).
+    assert_problem(response, problem, 404 if "%7B" in path else 422)
+    assert built == []

@@ -216,11 +216,15 @@ async def test_holds_are_decided_after_the_subscription_is_cut(client: Client, e
 
 
 async def test_any_reservation_id_round_trips_through_its_location(client: Client) -> None:
-    """An id may hold any character (control characters, spaces, slashes, non-ASCII); the Location
-    header carries it percent-encoded and leads back to it."""
+    """An id may hold any character but control characters (spaces, slashes, non-ASCII, `*`, `{`); the
+    Location header carries it percent-encoded and leads back to it."""
     store, sku = ref("S"), ref("SKU")
     await stock(client, store, (sku, 3))
-    for rid in (ref("R") + " x\x1f", ref("R") + "/ü\n"):
+    for control in ("\x1f", "\n"):  # a newline would forge a log line and reach a cache key
+        status, body = await hold(client, store, ref("R") + control, (sku, 1))
+        assert status == 422
+        assert "control characters" in body["detail"]
+    for rid in (ref("R") + " x*?", ref("R") + "/ü:%"):  # ("{" cannot be routed by aiohttp: see the README)
         status, body = await hold(client, store, rid, (sku, 1))
         assert (status, body["reservation_id"]) == (201, rid)
         response = await client.get(f"/v1/reservations/{quote(rid, safe='')}", headers=bearer(RESERVER))

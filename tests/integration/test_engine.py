@@ -208,6 +208,12 @@ def _bad_inputs(store: str, sku: str) -> list[tuple[str, str, bytes | dict[str, 
         ("invalid_field", topics.POLICIES, policy(store, (sku, -1))),
         ("unknown_reservation", topics.RESERVATIONS, release(store, ref("never-held"))),
         ("not_an_object", topics.SALES, b"null"),
+        # hostile: nesting past the parser's limit, a time that is year 0 in UTC, a newline in an id,
+        # and 900 kB of quotes (escaped, the dead letter would be over the producer's request limit)
+        ("invalid_json", topics.SALES, b'{"source":' + b"[" * 5_000 + b"]" * 5_000 + b"}"),
+        ("invalid_field", topics.SALES, {**good, "occurred_at": "0001-01-01T00:00:00+14:00"}),
+        ("invalid_field", topics.SALES, {**good, "event_id": "e-1\nINFO forged"}),
+        ("invalid_json", topics.SALES, b'"' * 900_000),
     ]
 
 
@@ -228,7 +234,11 @@ async def test_bad_input_is_dead_lettered_and_changes_nothing(engine: Cluster) -
     letters = await engine.dead_letters(lambda r: provenance(r) in expected, expect=len(cases), timeout=30)
     assert {provenance(letter): letter["reason"] for letter in letters} == expected
     for letter in letters:
-        assert set(letter) == {"reason", "detail", "topic", "partition", "offset", "payload"}
+        fields = {"reason", "detail", "topic", "partition", "offset", "payload"}
+        if len(letter["payload"]) > 100_000:  # the 900 kB one: cut, and saying so
+            fields |= {"payload_truncated", "payload_chars"}
+            assert letter["payload_chars"] == 900_000
+        assert set(letter) == fields
         assert letter["detail"]
         assert isinstance(letter["offset"], int)
 

@@ -29,8 +29,15 @@ RELEASE, NAMESPACE = "ats", "retail"
 #: Kinds from CRDs (no schema in kubernetes-validate): checked field by field below instead.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 #: ATS_* variables the chart leaves unset on purpose, each with the reason (values.yaml says it too).
-OMITTED = {"ATS_CHANNELS_FILE": "set only when `channels` is given; unset means every location, no buffer"}
-SECRET_VARIABLES = {"ATS_REDIS_URL", "ATS_API_TOKENS"}
+OMITTED = {
+    "ATS_CHANNELS_FILE": "set only when `channels` is given; unset means every location, no buffer",
+    "ATS_API_TOKENS_FILE": "the chart gives ATS_API_TOKENS from its Secret; the file form is for extraVolumes",
+    **dict.fromkeys(("ATS_KAFKA_SASL_USERNAME", "ATS_KAFKA_SASL_PASSWORD_FILE", "ATS_KAFKA_SSL_CAFILE",
+                     "ATS_KAFKA_SSL_CERTFILE", "ATS_KAFKA_SSL_KEYFILE", "ATS_REDIS_PASSWORD_FILE",
+                     "ATS_REDIS_SSL_CAFILE"),
+                    "null in values.yaml: set only with the Kafka/Redis security that needs it (a file or a user)"),
+}
+SECRET_VARIABLES = {"ATS_REDIS_URL", "ATS_API_TOKENS", "ATS_KAFKA_SASL_PASSWORD"}
 #: Settings whose chart default differs from the process default, and why.
 POD_DEFAULTS = {
     "broker_url": "no embedded broker in a cluster: a placeholder to override",
@@ -38,11 +45,6 @@ POD_DEFAULTS = {
     "api_host": "0.0.0.0: reachable from the Service, not loopback",
     "data_dir": "/var/lib/ats: the worker's persistent volume",
     "worker_metrics_host": "0.0.0.0: Prometheus scrapes each worker pod from outside it",
-}
-#: Kafka security variables values-production.yaml passes through; settings.py does not read them yet.
-KAFKA_SECURITY_PASSTHROUGH = {
-    "ATS_KAFKA_SECURITY_PROTOCOL", "ATS_KAFKA_SSL_CAFILE", "ATS_KAFKA_SASL_MECHANISM",
-    "ATS_KAFKA_SASL_USERNAME", "ATS_KAFKA_SASL_PASSWORD",
 }
 
 
@@ -207,18 +209,28 @@ def test_production_takes_credentials_from_an_existing_secret(production: list[d
         assert refs == ["ats-credentials"]
 
 
-def test_kafka_security_is_passed_through_and_documented(production: list[dict[str, Any]]) -> None:
-    variables = {name for name, _default, _meaning in describe_variables()}
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_production_connects_with_sasl_over_tls_from_mounted_files(production: list[dict[str, Any]],
+                                                                      tmp_path: Path) -> None:
+    """Every file the production settings name is mounted from a Secret, and the engine accepts them."""
+    env = one(production, "ConfigMap", f"{RELEASE}-config")["data"]
+    assert env["ATS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert "ATS_KAFKA_SASL_PASSWORD" not in env, "a password is never in a ConfigMap"
+    files = {name: value for name, value in env.items()
+             if name.startswith(("ATS_KAFKA_", "ATS_REDIS_")) and name.endswith("FILE")}
+    assert set(files) >= {"ATS_KAFKA_SASL_PASSWORD_FILE", "ATS_KAFKA_SSL_CAFILE", "ATS_REDIS_SSL_CAFILE"}
     for kind in ("StatefulSet", "Deployment"):
         spec = one(production, kind)["spec"]["template"]["spec"]
-        env = {e["name"]: e for e in spec["containers"][0]["env"]}
-        assert set(env) == KAFKA_SECURITY_PASSTHROUGH
-        assert "secretKeyRef" in env["ATS_KAFKA_SASL_PASSWORD"]["valueFrom"], "passwords come from a Secret"
-        assert {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]} >= {"/etc/ats/kafka-tls"}
-    assert not KAFKA_SECURITY_PASSTHROUGH & variables, "once settings.py reads these, update the chart and README"
-    for name in KAFKA_SECURITY_PASSTHROUGH:
-        assert name in readme, f"the README must say {name} is a passthrough"
+        secrets = {v["name"] for v in spec["volumes"] if "secret" in v}
+        mounted = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"] if m["name"] in secrets}
+        for name, path in files.items():
+            assert str(Path(path).parent) in mounted, f"{name}={path} is not on a mounted Secret in the {kind}"
+    # The engine's parser takes the rendered values (files stood in for by local ones).
+    local = {}
+    for name in files:
+        (tmp_path / name).write_text("x")
+        local[name] = str(tmp_path / name)
+    settings = load_settings({**env, **local, "ATS_REDIS_URL": "rediss://redis.example.internal:6380/0"})
+    assert settings.kafka_sasl_username == "ats-engine"
 
 
 # ---- the worker -------------------------------------------------------------------------------------------

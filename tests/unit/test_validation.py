@@ -384,3 +384,58 @@ def test_epoch_ms_is_exact_for_millisecond_times_2009_to_2037(ms: int, offset_mi
 def test_epoch_ms_is_exact_for_any_millisecond_time(stamp: str, ms: int) -> None:
     # Worked by hand: e.g. 2038-02-23T09:21:35Z is 2_150_529_695 s after the epoch, plus 673 ms.
     assert epoch_ms(validate_event(_with("sale", occurred_at=stamp)).occurred_at) == ms
+
+
+# ---- hostile input: limits that keep a message from crashing the worker or the API ------------------
+
+@pytest.mark.parametrize("stamp", ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00",
+                                   "9000-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00"])
+def test_business_times_the_engine_cannot_place_are_refused(stamp: str) -> None:
+    """Year 1 at +14:00 is year 0 in UTC: accepted, it crashed the ERP feed formatting its window."""
+    rejection = _rejection(_with("sale", occurred_at=stamp))
+    assert rejection.reason == "invalid_field"
+    assert [error.field for error in rejection.errors] == ["occurred_at"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("event_id", "evt-1\nINFO forged log line"), ("event_id", "evt\x00"), ("source", "pos:\r12"),
+    ("reservation_id", "r-1\n"), ("event_id", "evt-\x85"),
+])
+def test_free_text_ids_refuse_control_characters(field: str, value: str) -> None:
+    rejection = _rejection(_with("sale", **{field: value}))
+    assert rejection.reason == "invalid_field"
+    assert [error.field for error in rejection.errors] == [field]
+    assert "control characters" in rejection.detail
+
+
+def test_free_text_keeps_other_characters() -> None:
+    event = validate_event(_with("sale", event_id="pos 12 / *{tag}* — ✓", source="pos:store-12 register 3"))
+    assert event.event_id == "pos 12 / *{tag}* — ✓"
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000,
+    b'{"a":' * 5_000,
+    _with("sale", source="x").replace(b'"x"', b"[" * 300 + b"]" * 300),
+])
+def test_deeply_nested_json_is_invalid_json_not_a_crash(raw: bytes) -> None:
+    rejection = _rejection(raw)
+    assert rejection.reason == "invalid_json"
+    assert "recursion limit" in rejection.detail
+
+
+def test_the_largest_dead_letter_fits_the_producer_request_limit() -> None:
+    """A payload just under the message limit, made of characters JSON writes longest, must still give a
+    dead letter the producer can send (1,000,000 bytes); otherwise the worker stops on it at every replay."""
+    from availability.validation import MAX_MESSAGE_BYTES
+    from availability.wire import DEAD_LETTER_PAYLOAD_CHARS, dead_letter
+
+    for payload in ("\x01" * MAX_MESSAGE_BYTES, '"' * MAX_MESSAGE_BYTES, "\\xff" * (MAX_MESSAGE_BYTES // 4)):
+        record = dead_letter("invalid_json", "d" * 2000, "inventory.sales", 7, 123, payload)
+        assert len(orjson.dumps(record)) < 1_000_000
+        assert record["payload_truncated"] is True
+        assert record["payload_chars"] == len(payload)
+        assert record["payload"] == payload[:DEAD_LETTER_PAYLOAD_CHARS]
+    small = dead_letter("invalid_json", "d", "inventory.sales", 0, 1, "{")
+    assert small == {"reason": "invalid_json", "detail": "d", "topic": "inventory.sales", "partition": 0,
+                     "offset": 1, "payload": "{"}
