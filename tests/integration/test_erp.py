@@ -191,8 +191,6 @@ async def test_conservation_after_a_mixed_day_and_a_replay_posts_nothing_new(erp
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-# Known defect (issue 3 stays open): see test_recovery.py, the two-worker test: the same stall after
-# a gap read was seen here once in a fresh-clone CI run.
 async def test_kill_mid_window_and_restart_never_gives_an_id_two_quantities(own_broker: str, redis_url: str,
                                                                             tmp_path: Path) -> None:
     cluster = Cluster(own_broker, redis_url, tmp_path, partitions=4, env=ERP_ENV)

@@ -124,9 +124,6 @@ async def test_kill_mid_stream_and_restart(own_broker: str, redis_url: str, tmp_
         await cluster.close()
 
 
-# Known defect (issues 3 and 7 stay open): now and then a worker restarted beside a rebalance stops
-# applying after it reads a gap from the log (seen in 1 of 2 fresh-clone CI runs). Not strict, so CI
-# stays green while it is chased; the assertion still runs and the report shows XPASS or XFAIL.
 async def test_two_workers_one_killed_the_other_takes_over_then_shares_again(own_broker: str, redis_url: str,
                                                                             tmp_path: Path) -> None:
     """Two workers share 8 partitions; one is killed mid-stream, the other takes its partitions over
