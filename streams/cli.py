@@ -172,8 +172,9 @@ class Supervisor:
             broker = embedded.start_broker(data_dir / "broker")
             self.services.append(broker)
             env["ATS_BROKER_URL"] = broker.url
-            # The embedded broker holds a join for half the session timeout and never sees a
-            # first-generation member leave: a short session keeps restarts to seconds.
+            # The embedded broker holds every join for half the group's session timeout (a worker
+            # that stops now leaves even from generation 0, see streams.app): a short session keeps
+            # starts and restarts to seconds.
             env.setdefault("ATS_SESSION_TIMEOUT_SECONDS", "3")
             env.setdefault("ATS_HEARTBEAT_INTERVAL_SECONDS", "0.5")
             click.echo(f"embedded broker  {broker.url}  (memory storage; log {broker.log_path})")
