@@ -109,7 +109,12 @@ def test_ats_up_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
         assert len(children) >= 4, children  # broker, cache, worker, API
     finally:
         up.send_signal(signal.SIGINT)
-        remaining, _ = up.communicate(timeout=60)
+        try:  # each child gets SIGTERM, then up to 15 s before SIGKILL; then the broker and cache stop
+            remaining, _ = up.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.communicate()
+            raise
     assert up.returncode == 0, remaining
     assert "stopped" in remaining
     time.sleep(0.5)
