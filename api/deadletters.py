@@ -52,6 +52,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 async def show_dead_letter(request: web.Request) -> web.Response:
     """``GET /v1/deadletters/{id}``: one dead letter with its whole payload."""
     dead_letter_id = request.match_info["id"]
+    if dead_letter_id == "redrive":  # /v1/deadletters/redrive is the redrive resource: only POST there
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
     partition, offset = _checked(dl.parse_id, dead_letter_id)
     try:
         async with opened(request.app[SETTINGS]) as log:
