@@ -45,13 +45,16 @@ class DeadLetterLog:
             return {}
         firsts = await self.consumer.beginning_offsets(tps)
         listed = await self.consumer.end_offsets(tps)
-        self.consumer.assign(tps)
-        for tp in tps:
-            self.consumer.seek(tp, max(firsts[tp], listed[tp] - 1))
+        # a listed end is at least the first offset of the last batch + 1: at the first offset, none is
+        holding = [tp for tp in tps if listed[tp] > firsts[tp]]
+        self.consumer.assign(holding)
+        for tp in holding:
+            self.consumer.seek(tp, listed[tp] - 1)
         deadline = time.monotonic() + self.timeout_seconds
-        while any(self.consumer.highwater(tp) is None for tp in tps) and time.monotonic() < deadline:
-            await self.consumer.getmany(*tps, timeout_ms=200, max_records=1)
-        return {tp.partition: (firsts[tp], max(listed[tp], self.consumer.highwater(tp) or 0)) for tp in tps}
+        while any(self.consumer.highwater(tp) is None for tp in holding) and time.monotonic() < deadline:
+            await self.consumer.getmany(*holding, timeout_ms=200, max_records=1)
+        return {tp.partition: (firsts[tp], max(listed[tp], self.consumer.highwater(tp) or 0) if tp in holding
+                               else firsts[tp]) for tp in tps}
 
     async def fetch(self, fetches: list[Fetch]) -> dict[int, list[DeadLetter]]:
         """The records of each range (one range per partition), read until each range's end is reached."""
@@ -127,7 +130,8 @@ class DeadLetterLog:
 async def opened(settings: Settings) -> AsyncIterator[DeadLetterLog]:
     """A consumer of its own for one request (requests never share seek positions)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                                group_id=None, auto_offset_reset="earliest", request_timeout_ms=10_000)
+                                group_id=None, auto_offset_reset="earliest", request_timeout_ms=10_000,
+                                fetch_max_wait_ms=50)  # the embedded broker holds a fetch its whole wait
     try:
         await asyncio.wait_for(consumer.start(), 10.0)
         yield DeadLetterLog(consumer)
