@@ -43,9 +43,14 @@ class Broker:
         """Produce ``(topic, key, value)`` messages and wait until every one is acknowledged by all
         in-sync replicas; raises one of :data:`BrokerErrors` otherwise (some may have been written:
         the engine dedupes on ``event_id``, so the client's retry is safe)."""
+        await self.send_traced([(topic, key, value, []) for topic, key, value in messages])
+
+    async def send_traced(self, messages: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]) -> None:
+        """:meth:`send_all` with Kafka headers on each message (provenance such as ``ats-redrive-of``)."""
         async def send() -> None:
             producer = await self.producer()
-            futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+            futures = [await producer.send(topic, value, key=key, headers=headers or None)
+                       for topic, key, value, headers in messages]
             await asyncio.gather(*futures)
 
         await asyncio.wait_for(send(), self._send_timeout)

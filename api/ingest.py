@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from availability.events import AnyEvent
+from availability.routing import producer_key
 from availability.topics import TOPIC_FOR_TYPE
 from availability.validation import EventRejected, FieldError, validate_event
 
@@ -45,7 +46,7 @@ async def ingest(request: web.Request) -> web.Response:
         listed = "; ".join(f"[{e['index']}] {e['field'] or 'event'}: {e['message']}" for e in errors)
         raise Problem(422, f"{bad} of {len(items)} event(s) invalid, none produced: {listed}"[:2000],
                       errors=errors)
-    messages = [(TOPIC_FOR_TYPE[event.type], _key(event).encode(), raw) for event, raw in accepted]
+    messages = [(TOPIC_FOR_TYPE[event.type], producer_key(event).encode(), raw) for event, raw in accepted]
     try:
         await request.app[BROKER].send_all(messages)
     except BrokerErrors:
@@ -71,9 +72,3 @@ def _items(data: Any) -> list[Any]:
         raise Problem(422, f"events: must be a list of 1 to {MAX_EVENTS} events ({size})",
                       errors=[{"field": "events", "message": f"1 to {MAX_EVENTS} events ({size})"}])
     return events
-
-
-def _key(event: AnyEvent) -> str:
-    """Producers key by location (a transfer by its origin): the owner applies it in place."""
-    location = getattr(event, "location_id", None)
-    return location if isinstance(location, str) else str(event.from_location_id)  # type: ignore[union-attr]

@@ -6,10 +6,11 @@ Event bodies are validated by :mod:`availability.validation`, the code the strea
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from availability.deadletters import DEFAULT_PAGE, MAX_PAGE, MAX_REDRIVE, REASONS_LISTED
 from availability.events import (
     DEFAULT_TTL_SECONDS,
     MAX_LINES,
@@ -21,6 +22,7 @@ from availability.events import (
     ReferenceId,
     Sku,
 )
+from availability.topics import INPUT_TOPICS
 
 MAX_SKUS = 1_000
 MAX_LOCATIONS = 1_000
@@ -243,3 +245,87 @@ def field_problems(errors: list[Any], *, index: int | None = None) -> list[dict[
             item["index"] = index
         out.append(item)
     return out
+
+
+# ---- dead letters --------------------------------------------------------------------------------
+DeadLetterId = Annotated[str, Field(pattern=r"^[0-9]{1,6}:[0-9]{1,19}$", examples=["3:17"],
+                                    description="<partition>:<offset> of the record in inventory.dead-letter")]
+if TYPE_CHECKING:
+    DeadLetterReason = str
+    InputTopic = str
+else:  # enums in the document, built from the one list of reasons and of topics
+    DeadLetterReason = Literal[REASONS_LISTED]
+    InputTopic = Literal[tuple(INPUT_TOPICS)]
+PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"records per page (default {DEFAULT_PAGE})")]
+Since = Annotated[str, Field(min_length=1, max_length=64,
+                             description="RFC 3339 with an offset, or a duration back from now: 90s, 15m, 6h, 7d")]
+Cursor = Annotated[str, Field(min_length=1, max_length=4096, description="next_cursor of the previous page")]
+
+
+class DeadLetterRange(_Request):
+    """Dead letters ``from_offset`` to ``to_offset`` (both included) of one dead-letter partition."""
+
+    partition: Annotated[int, Field(ge=0, le=999_999)]
+    from_offset: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    to_offset: Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class RedriveRequest(_Request):
+    """Which dead letters to re-submit: ``ids``, or a ``range`` and/or filters (``reason``, ``topic``,
+    ``since``), newest first up to ``limit`` (``cursor`` continues a selection that had more)."""
+
+    ids: Annotated[list[DeadLetterId], Field(min_length=1, max_length=MAX_REDRIVE)] | None = None
+    range: DeadLetterRange | None = None
+    reason: list[DeadLetterReason] | None = Field(default=None, min_length=1, max_length=len(REASONS_LISTED))
+    topic: InputTopic | None = None
+    since: Since | None = None
+    cursor: Cursor | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_REDRIVE)] = MAX_REDRIVE
+    correction: dict[str, Any] | None = Field(
+        default=None, description="the corrected event, for exactly one id; validated like POST /v1/events")
+    dry_run: bool = Field(default=False, description="validate and report; produce nothing")
+
+
+class DeadLetterItem(_Response):
+    id: DeadLetterId
+    dead_lettered_at: Timestamp
+    reason: str
+    detail: str
+    topic: str | None = Field(description="where the original record was read")
+    partition: int | None
+    offset: int | None
+    payload: str | None = Field(description="the original message as text (at most 2,000 characters here)")
+    payload_truncated: bool
+
+
+class DeadLetterPage(_Response):
+    items: list[DeadLetterItem] = Field(description="newest first (by when the worker refused the record)")
+    next_cursor: str | None = Field(description="pass as cursor for older records; null: none left")
+    scanned: int = Field(description="records read to build this page (at most 20,000 per request)")
+
+
+class RedriveRejection(_Response):
+    reason: str
+    detail: str
+    errors: list[dict[str, str]]
+
+
+class RedriveItem(_Response):
+    id: str
+    reason: str | None = Field(description="why the worker refused it")
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    corrected: bool
+    status: Literal["accepted", "rejected", "not_found"]
+    produced: bool = Field(description="produced to produced_to (false in a dry run)")
+    event_id: str | None = None
+    produced_to: str | None = None
+    rejection: RedriveRejection | None = None
+
+
+class RedriveReport(_Response):
+    dry_run: bool
+    summary: dict[str, int] = Field(description="accepted, rejected and not_found counts")
+    items: list[RedriveItem] = Field(description="in the order re-submitted (oldest dead letter first)")
+    next_cursor: str | None = Field(description="more records matched: pass as cursor to redrive them")

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from availability.events import ChannelName, Event, LocationId, ReferenceId, Sku
 
-from . import answers, erp, health, ingest, openapi, ops, reservations
+from . import answers, deadletters, erp, health, ingest, openapi, ops, reservations
 from .keys import ROUTE_SPECS
 from .metrics import metrics_handler
 from .models import (
@@ -19,17 +19,27 @@ from .models import (
     Answer,
     AvailabilityQuery,
     BookStored,
+    Cursor,
+    DeadLetterId,
+    DeadLetterItem,
+    DeadLetterPage,
+    DeadLetterReason,
     Decision,
     DriftReport,
     ErpBook,
     EventBatch,
     Health,
+    InputTopic,
     LowestAnswer,
     LowestLimit,
     OpsSummary,
+    PageLimit,
     QueryAnswer,
     Ready,
+    RedriveReport,
+    RedriveRequest,
     ReservationRequest,
+    Since,
 )
 from .problems import Problem
 
@@ -117,6 +127,28 @@ ROUTES: tuple[Route, ...] = (
           "Operations totals for the console: events, dead letters, holds, postings, lag, freshness",
           responses={200: (OpsSummary, "summed over the workers that published in the last 30 s"),
                      503: (None, "the cache does not answer")}),
+    # POST /v1/deadletters/redrive before GET /v1/deadletters/{id}: "redrive" is no dead-letter id
+    Route("POST", "/v1/deadletters/redrive", deadletters.redrive, ADMIN,
+          "Re-submit dead letters (by ids, a range or filters), optionally one with a corrected payload",
+          body=RedriveRequest,
+          responses={200: (RedriveReport, "per record: accepted (and produced unless dry_run), rejected again "
+                                          "(with the reason), or not found"),
+                     422: (None, "no selection, a correction for other than one id, a bad filter or cursor"),
+                     503: (None, "the broker does not answer; a retry applies nothing twice (event ids)")}),
+    Route("GET", "/v1/deadletters", deadletters.list_dead_letters, ADMIN,
+          "Dead letters, newest first, filtered and paged",
+          responses={200: (DeadLetterPage, "a page; next_cursor continues with older records"),
+                     422: (None, "an unknown reason or topic, a bad since, limit or cursor"),
+                     503: (None, "the broker does not answer")},
+          params=(Param("reason", DeadLetterReason, repeated=True, description="only these reasons"),
+                  Param("topic", InputTopic, description="only records that arrived on this topic"),
+                  Param("since", Since, description="only records dead-lettered at or after this"),
+                  Param("limit", PageLimit), Param("cursor", Cursor))),
+    Route("GET", "/v1/deadletters/{id}", deadletters.show_dead_letter, ADMIN,
+          "One dead letter with its whole payload",
+          responses={200: (DeadLetterItem, "the record"), 404: (None, "no such record (or expired)"),
+                     422: (None, "not a dead-letter id"), 503: (None, "the broker does not answer")},
+          params=(Param("id", DeadLetterId, "path"),)),
     Route("GET", "/healthz", health.healthz, None, "Liveness", responses={200: (Health, "alive")}),
     Route("GET", "/readyz", health.readyz, None, "Readiness: cache, broker and worker heartbeat",
           responses={200: (Ready, "ready"), 503: (None, "not ready; checks say why")}),

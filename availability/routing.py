@@ -47,6 +47,11 @@ def owner_partition(location_id: str, partitions: int) -> int:
     return (murmur2(location_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+def producer_key(event: AnyEvent) -> str:
+    """The key producers give an event: its location (a transfer's origin), so the owner applies it in place."""
+    return event.from_location_id if isinstance(event, Transfer) else event.location_id
+
+
 class Leg(NamedTuple):
     """The part of an event that one location applies."""
 

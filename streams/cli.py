@@ -121,6 +121,135 @@ def reconcile(book: Path, only_drift: bool, as_json: bool, fail_on_drift: bool) 
         sys.exit(1)
 
 
+_API_OPTIONS = (
+    click.option("--api", "api_url", envvar="ATS_API_URL", show_envvar=True,
+                 help="the API's base URL [default: http://ATS_API_HOST:ATS_API_PORT]"),
+    click.option("--token", envvar="ATS_TOKEN", show_envvar=True, required=True,
+                 help="a bearer token with the admin scope"),
+)
+
+
+def _api_options(command: Any) -> Any:
+    for option in reversed(_API_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _client(api_url: str | None, token: str) -> Any:
+    from .deadletters import DeadLetterClient
+
+    if api_url is None:
+        settings = _settings()
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+    return DeadLetterClient(api_url, token)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@cli.group()
+def deadletters() -> None:
+    """Rejected input (inventory.dead-letter): list, show, redrive. A client of the API's /v1/deadletters
+    routes: give it the API (--api / ATS_API_URL) and an admin token (--token / ATS_TOKEN)."""
+
+
+_FILTERS = (
+    click.option("--reason", "reasons", multiple=True, help="only this reason (repeatable)"),
+    click.option("--since", help="dead-lettered at or after: RFC 3339 with an offset, or 90s, 15m, 6h, 7d back"),
+    click.option("--topic", help="only records that arrived on this input topic"),
+    click.option("--cursor", help="continue where the previous page or redrive stopped"),
+)
+
+
+def _filters(command: Any) -> Any:
+    for option in reversed(_FILTERS):
+        command = option(command)
+    return command
+
+
+@deadletters.command("list")
+@_filters
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True, help="records per page")
+@click.option("--json", "as_json", is_flag=True, help="print the API's page as JSON")
+@_api_options
+def deadletters_list(reasons: tuple[str, ...], since: str | None, topic: str | None, cursor: str | None,
+                     limit: int, as_json: bool, api_url: str | None, token: str) -> None:
+    """Dead letters, newest first: id (partition:offset in inventory.dead-letter), when, reason, origin, detail."""
+    query = [("reason", reason) for reason in reasons]
+    query += [(name, value) for name, value in (("since", since), ("topic", topic), ("cursor", cursor)) if value]
+    page = _client(api_url, token).list([*query, ("limit", str(limit))])
+    if as_json:
+        _echo_json(page)
+        return
+    from .deadletters import render_page
+
+    for line in render_page(page):
+        click.echo(line)
+
+
+@deadletters.command("show")
+@click.argument("dead_letter_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="print the record as JSON")
+@_api_options
+def deadletters_show(dead_letter_id: str, as_json: bool, api_url: str | None, token: str) -> None:
+    """One dead letter with its whole payload (ID as listed, e.g. 3:17)."""
+    item = _client(api_url, token).show(dead_letter_id)
+    if as_json:
+        _echo_json(item)
+        return
+    from .deadletters import render_letter
+
+    for line in render_letter(item):
+        click.echo(line)
+
+
+@deadletters.command("redrive")
+@click.option("--id", "ids", multiple=True, help="a dead letter to re-submit (repeatable)")
+@click.option("--partition", type=click.IntRange(0), help="with --from-offset/--to-offset: a range of one "
+                                                          "dead-letter partition")
+@click.option("--from-offset", type=click.IntRange(0))
+@click.option("--to-offset", type=click.IntRange(0), help="included")
+@_filters
+@click.option("--limit", type=click.IntRange(1, 500), default=500, show_default=True,
+              help="at most this many records (newest first)")
+@click.option("--correction", type=click.File("rb"),
+              help="a file (or - for stdin) holding the corrected event, for exactly one --id")
+@click.option("--dry-run", is_flag=True, help="validate and report; produce nothing")
+@click.option("--json", "as_json", is_flag=True, help="print the API's report as JSON")
+@_api_options
+def deadletters_redrive(ids: tuple[str, ...], partition: int | None, from_offset: int | None,
+                        to_offset: int | None, reasons: tuple[str, ...], since: str | None, topic: str | None,
+                        cursor: str | None, limit: int, correction: Any, dry_run: bool, as_json: bool,
+                        api_url: str | None, token: str) -> None:
+    """Re-submit dead letters through the validation every event takes; valid ones are produced to their
+    topic keyed by location (header ats-redrive-of: ID). Redriving twice applies nothing twice (event ids)."""
+    body: dict[str, Any] = {"limit": limit, "dry_run": dry_run}
+    if ids:
+        body["ids"] = list(ids)
+    ranged = (partition, from_offset, to_offset)
+    if any(value is not None for value in ranged):
+        if any(value is None for value in ranged):
+            raise click.UsageError("--partition, --from-offset and --to-offset go together")
+        body["range"] = {"partition": partition, "from_offset": from_offset, "to_offset": to_offset}
+    if reasons:
+        body["reason"] = list(reasons)
+    body.update({name: value for name, value in (("since", since), ("topic", topic), ("cursor", cursor)) if value})
+    if correction is not None:
+        try:
+            body["correction"] = json.loads(correction.read())
+        except ValueError as exc:
+            raise click.UsageError(f"--correction: not JSON: {exc}") from None
+    report = _client(api_url, token).redrive(body)
+    if as_json:
+        _echo_json(report)
+        return
+    from .deadletters import render_report
+
+    for line in render_report(report):
+        click.echo(line)
+
+
 def _require_urls(settings: Settings) -> None:
     missing = [name for name, value in (("ATS_BROKER_URL", settings.broker_url),
                                         ("ATS_REDIS_URL", settings.redis_url)) if not value]

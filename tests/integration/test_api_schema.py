@@ -81,10 +81,15 @@ def test_the_served_document_is_the_generated_one(api_url: str) -> None:
 #: operations whose bodies have rules JSON Schema cannot say (a SKU twice in one hold, a transfer from a
 #: location to itself, a count below zero, a delta of zero, a position twice in an ERP book): a
 #: schema-valid body may rightly get a 422.
-CROSS_FIELD_RULES = {("POST", "/v1/events"), ("POST", "/v1/reservations"), ("PUT", "/v1/erp/book")}
+CROSS_FIELD_RULES = {("POST", "/v1/events"), ("POST", "/v1/reservations"), ("PUT", "/v1/erp/book"),
+                     # a selection is needed, a correction goes with one id, a cursor is one the API gave out
+                     ("POST", "/v1/deadletters/redrive"),
+                     # since has a grammar (RFC 3339 or 15m) and a cursor is opaque: a string may be a 422
+                     ("GET", "/v1/deadletters")}
 #: ``/v1/availability/{sku}`` also matches the SKU named "query": GET there is that SKU's answer, so
-#: ``Allow`` on ``/v1/availability/query`` rightly lists GET beside the documented POST.
-SHARED_PATHS = {"/v1/availability/query"}
+#: ``Allow`` on ``/v1/availability/query`` rightly lists GET beside the documented POST (likewise
+#: ``/v1/deadletters/{id}`` and ``/v1/deadletters/redrive``).
+SHARED_PATHS = {"/v1/availability/query", "/v1/deadletters/redrive"}
 #: operations whose only inputs are path and query strings: a "negative" integer or number there is on
 #: the wire the same digits as a valid id (SKU "123" is a SKU), so a 200 for it is right. Unknown and
 #: repeated query parameters are still refused; test_api_http checks that directly.
