@@ -1,7 +1,7 @@
 """Faust's ``processing_guarantee="exactly_once"`` on Apache Kafka beside our idempotent at-least-once design.
 
 ``python -m benchmarks.eos`` starts a local Apache Kafka 4.4 (KRaft, :mod:`streams.kafka`; needs Java 17+ and
-Maven, else it says "not run" and exits 0), produces ``--lines`` lines (default 400,000) of 50-line sale /
+Maven, else it says "not run" and exits 0), produces ``--lines`` lines (default 200,000) of 50-line sale /
 receipt envelopes (:mod:`benchmarks.workload`) once, and then, ``--runs`` times (default 3), for each mode:
 
 * ``at_least_once``: our design in small, buckets carry per-input offsets (:mod:`benchmarks.faust_buckets`);
@@ -63,7 +63,7 @@ POLL_S = 0.02
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eos", description=__doc__.split("\n")[0])
-    parser.add_argument("--lines", type=int, default=400_000, help="lines to produce (default 400,000)")
+    parser.add_argument("--lines", type=int, default=200_000, help="lines to produce (default 200,000)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per topic (default 8)")
     parser.add_argument("--runs", type=int, default=3, help="passes over every mode (default 3)")
     parser.add_argument("--flush", type=float, default=1.0, help="flush (and commit) interval, s (default 1)")

@@ -19,7 +19,9 @@ The worker appends JSON lines to the config's ``status`` file (``time.monotonic(
 processes on Linux): ``first`` (the first batch reached the agent: the table is restored and applying),
 ``flushed`` (lines applied so far), and once every sentinel (one per input partition, produced last) is
 in the state: ``done`` with the moment the last line was applied and the moment its commit returned; the
-Σ qty per SKU it then holds goes to the ``state`` file.
+Σ qty per SKU it then holds goes to the ``state`` file. Also ``revoked`` (a rebalance, and what it dropped)
+and ``sentinel`` (every application of a sentinel line: one per sentinel in a run, a second is a double
+apply).
 """
 
 from __future__ import annotations
