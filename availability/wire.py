@@ -16,6 +16,7 @@ picked out of the table after recovery:
 
 from __future__ import annotations
 
+import functools
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -84,7 +85,15 @@ def cache_value(position: Position) -> list[int]:
 
 
 def rfc3339(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-27T10:00:00.123Z``. Every answer carries a time per location: the part down to the second
+    is remembered (an answer's positions were mostly updated in the same seconds), the milliseconds added."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{_to_the_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=65_536)
+def _to_the_second(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def answer_location(location_id: str, value: list[int]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """``make bench``: run every benchmark and print its figure beside its baseline.
 
-The ingest figures (:mod:`benchmarks.ingest`, :mod:`benchmarks.single`) are written with a description
+The ingest figures (:mod:`benchmarks.ingest`, :mod:`benchmarks.single`) and the read figures
+(:mod:`benchmarks.reads`, wrk) are written with a description
 of the machine to ``.ats/bench/bench-<UTC time>.json`` and summed up in a table at the end. Faust's
 exactly_once against at_least_once (:mod:`benchmarks.eos`) runs once, short (100,000 lines, one pass, no
 ownership experiment), on a local Apache Kafka; without Java or Maven it says "not run" and the rest goes on.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import domain, eos, erp, holds, ingest, rig, single
+from . import domain, eos, erp, holds, ingest, reads, rig, single
 
 
 def table(figures: dict[str, dict[str, Any]]) -> list[str]:
@@ -36,6 +37,8 @@ def main() -> None:
     for name, measure in (("ingest, envelopes", ingest.run), ("ingest, single-line events", single.run)):
         print(f"== {name}")
         figures[name] = measure([])
+    print("== reads under wrk: GET one SKU (64 connections) beside a bare aiohttp handler; bulk query of 100 SKUs")
+    figures["reads"] = reads.run([])
     print("== exactly_once vs at_least_once, Apache Kafka (short: python -m benchmarks.eos for the full runs)")
     figures["eos"] = eos.run(["--runs", "1", "--lines", "100000", "--no-ownership"])
     path = rig.write_result("bench", figures)
