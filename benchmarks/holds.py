@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 
 import aiohttp
 
-from streams.embedded import free_port
+from .rig import start_up
 
 HOLDS = 100
 
@@ -54,21 +51,12 @@ async def measure(url: str, token: str) -> tuple[list[float], list[float]]:
 
 
 def main() -> None:
-    port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
-        env.update(ATS_DATA_DIR=data_dir, ATS_API_PORT=str(port))
-        up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+        env.update(ATS_DATA_DIR=data_dir)
+        up, url, token = start_up(env)
         try:
-            token = ""
-            assert up.stdout is not None
-            for line in up.stdout:
-                if found := re.search(r"dev token\s+(\S+)", line):
-                    token = found.group(1)
-                if "ready;" in line:
-                    break
-            holds, health = asyncio.run(measure(f"http://127.0.0.1:{port}", token))
+            holds, health = asyncio.run(measure(url, token))
         finally:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=60)

@@ -35,6 +35,8 @@ import aiohttp
 
 from streams.embedded import free_port
 
+from .rig import start_up
+
 LOCATIONS = 20
 GET_CONNECTIONS, BULK_CONNECTIONS, BULK_SKUS = 64, 16, 100
 
@@ -112,20 +114,6 @@ async def stock(url: str, token: str, skus: int) -> bytes:
                     return body
             await asyncio.sleep(0.2)
     raise RuntimeError("the stocked SKUs did not show up within 300 s")
-
-
-def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], str, str]:
-    port = free_port()
-    up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env={**env, "ATS_API_PORT": str(port)},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    token = ""
-    assert up.stdout is not None
-    for line in up.stdout:
-        if found := re.search(r"dev token\s+(\S+)", line):
-            token = found.group(1)
-        if "ready;" in line:
-            return up, f"http://127.0.0.1:{port}", token
-    raise RuntimeError(f"ats up stopped before it was ready (exit {up.wait()})")
 
 
 def run(argv: list[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -233,3 +234,19 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-{stamp}.json"
     path.write_text(json.dumps({"machine": machine(), "figures": figures}, indent=2) + "\n")
     return path
+
+
+def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], str, str]:
+    """``ats up`` (embedded broker and cache unless ``env`` names them) on a free API port, once ready:
+    the process, the API's URL and its dev token."""
+    port = embedded.free_port()
+    up = subprocess.Popen([sys.executable, "-m", "streams", "up"], env={**env, "ATS_API_PORT": str(port)},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    token = ""
+    assert up.stdout is not None
+    for line in up.stdout:
+        if found := re.search(r"dev token\s+(\S+)", line):
+            token = found.group(1)
+        if "ready;" in line:
+            return up, f"http://127.0.0.1:{port}", token
+    raise RuntimeError(f"ats up stopped before it was ready (exit {up.wait()})")
