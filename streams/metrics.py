@@ -185,7 +185,8 @@ class WorkerMetrics:
         try:
             await self.engine.cache.set(topics.worker_stats_key(self.engine.worker_id), body, ex=STATS_TTL_SECONDS)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("worker stats not published: the cache does not answer: %s", exc)
+            if self.engine.epochs.reachable:  # else the engine has said so once for this outage
+                log.warning("worker stats not published: the cache does not answer: %s", exc)
 
     async def _serve(self) -> None:
         port = self.settings.worker_metrics_port
