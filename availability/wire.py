@@ -112,8 +112,19 @@ def decision(hold: Hold) -> dict[str, Any]:
     return body
 
 
+#: the longest payload a dead letter carries whole, in characters. JSON escaping can grow a character to
+#: six bytes (a NUL is ``\u0000``), so a record stays under the producer's 1,000,000-byte request limit;
+#: every event that could ever be applied (≤ 1,000 lines) is far shorter. A longer payload (poison, or a
+#: message over the size limit) is cut, and the detail says so: the whole message stays at its offset.
+DEAD_LETTER_PAYLOAD_CHARS = 131_072
+
+
 def dead_letter(reason: str, detail: str, topic: str, partition: int, offset: int, payload: str | None,
                 ) -> dict[str, Any]:
+    if payload is not None and len(payload) > DEAD_LETTER_PAYLOAD_CHARS:
+        detail = (f"{detail} (payload cut to its first {DEAD_LETTER_PAYLOAD_CHARS} of {len(payload)} characters; "
+                  f"the whole message is at {topic}[{partition}]@{offset})")
+        payload = payload[:DEAD_LETTER_PAYLOAD_CHARS]
     return {"reason": reason, "detail": detail, "topic": topic, "partition": partition, "offset": offset,
             "payload": payload}
 
