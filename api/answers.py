@@ -4,7 +4,10 @@ Every request is one pipelined round trip to the cache: ``HMGET`` of the asked l
 scope is a list of locations (asked, or a channel's list), ``HGETALL`` otherwise, one command per
 SKU. Scope = the asked locations (if any) ∩ the channel's eligible locations (if a channel is named);
 ``locations`` lists the positions in scope that exist, ``network_ats`` is the channel's network ATS
-over them. A cache that does not answer is a 503, never an answer of zero.
+over them. A cache that does not answer is a 503, never an answer of zero; so is a cache that lost
+positions its workers have not re-written yet: the same round trip reads the cache epoch of every
+partition that owns a location in scope (:mod:`streams.cacheepoch` writes them), and one missing is a
+503 with ``Retry-After`` until the owner has written its partition whole again.
 """
 
 from __future__ import annotations
@@ -20,16 +23,25 @@ from redis.exceptions import RedisError
 from availability import topics
 from availability.channels import ChannelView, network_ats
 from availability.events import ChannelName, LocationId, Sku
+from availability.routing import owner_partition
 from availability.wire import answer_location, rfc3339
 
 from .bodies import parse, read_json
-from .keys import CACHE, CHANNELS, CLOCK, METRICS
+from .keys import CACHE, CHANNELS, CLOCK, METRICS, SETTINGS
 from .models import MAX_LOCATIONS, AvailabilityQuery
 from .problems import Problem, unavailable
 
 _SKU: TypeAdapter[str] = TypeAdapter(Sku)
 _LOCATION: TypeAdapter[str] = TypeAdapter(LocationId)
 _CHANNEL: TypeAdapter[str] = TypeAdapter(ChannelName)
+
+
+class CacheRebuilding(Exception):
+    """The cache lost the positions of these partitions and their owners have not re-written them yet."""
+
+    def __init__(self, partitions: list[int]) -> None:
+        super().__init__(f"partitions {partitions} not yet re-written")
+        self.partitions = partitions
 
 
 async def one(request: web.Request) -> web.Response:
@@ -87,27 +99,42 @@ async def _answers(request: web.Request, skus: list[str], asked: list[str] | Non
                    channel_name: str | None) -> list[dict[str, Any]]:
     view = channel_view(request, channel_name)
     locations = scope(asked, view)
+    partitions = request.app[SETTINGS].partitions
+    owners = range(partitions) if locations is None else {owner_partition(loc, partitions) for loc in locations}
     try:
-        positions = await read_positions(request.app[CACHE], skus, locations)
+        positions = await read_positions(request.app[CACHE], skus, locations, owners=sorted(owners))
     except (RedisError, OSError, TimeoutError):
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the availability cache") from None
+    except CacheRebuilding as exc:
+        request.app[METRICS].cache_errors.labels("rebuilding").inc()
+        lost = ", ".join(map(str, exc.partitions))
+        raise Problem(503, f"the availability cache lost its data and the workers are re-writing it (partitions "
+                      f"{lost}); retry later", headers={"Retry-After": "1"}) from None
     as_of = rfc3339(int(request.app[CLOCK]() * 1000))
     return [answer(sku, found, view, as_of) for sku, found in zip(skus, positions, strict=True)]
 
 
-async def read_positions(cache: Redis, skus: list[str], locations: list[str] | None,
-                         ) -> list[list[tuple[str, list[int]]]]:
-    """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip."""
+async def read_positions(cache: Redis, skus: list[str], locations: list[str] | None, *,
+                         owners: list[int] | None = None) -> list[list[tuple[str, list[int]]]]:
+    """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip; with
+    ``owners``, raises :class:`CacheRebuilding` if the cache epoch of one of those partitions is missing."""
     if locations is not None and not locations:
         return [[] for _ in skus]
     pipe = cache.pipeline(transaction=False)
+    if owners:
+        pipe.hmget(topics.CACHE_EPOCHS_KEY, [str(partition) for partition in owners])
     for sku in skus:
         if locations is None:
             pipe.hgetall(topics.position_key(sku))
         else:
             pipe.hmget(topics.position_key(sku), locations)
     results = await pipe.execute()
+    if owners:
+        epochs, results = results[0], results[1:]
+        missing = [partition for partition, epoch in zip(owners, epochs, strict=True) if epoch is None]
+        if missing:
+            raise CacheRebuilding(missing)
     found: list[list[tuple[str, list[int]]]] = []
     for result in results:
         if locations is None:

@@ -52,6 +52,10 @@ HEARTBEAT_PREFIX: Final = CACHE_PREFIX + "worker:"
 WORKER_STATS_PREFIX: Final = CACHE_PREFIX + "worker-stats:"
 #: the ERP's last posted book snapshot (PUT /v1/erp/book), read by GET /v1/erp/drift
 ERP_BOOK_KEY: Final = CACHE_PREFIX + "erp:book"
+#: one hash, field = partition number: set by the partition's owner in the same pipeline as a whole
+#: snapshot of its positions. A missing field says the cache lost that partition's positions (flushed,
+#: restarted, evicted): the owner re-writes them, and the API answers 503 until it has.
+CACHE_EPOCHS_KEY: Final = CACHE_PREFIX + "cache-epochs"
 
 
 _KEY_ID = re.compile(ID_CHARS)

@@ -130,11 +130,14 @@ DEAD_LETTER_PAYLOAD_CHARS = 131_072
 def dead_letter(reason: str, detail: str, topic: str, partition: int, offset: int, payload: str | None,
                 ) -> dict[str, Any]:
     """A dead letter; a payload over :data:`DEAD_LETTER_PAYLOAD_CHARS` is cut there and marked with
-    ``payload_truncated`` and its full length in ``payload_chars`` (the original stays at its offset)."""
+    ``payload_truncated`` and its full length in ``payload_chars``; the detail says where the whole
+    message is (the original stays at its offset)."""
     record: dict[str, Any] = {"reason": reason, "detail": detail, "topic": topic, "partition": partition,
                               "offset": offset, "payload": payload}
     if payload is not None and len(payload) > DEAD_LETTER_PAYLOAD_CHARS:
-        record.update(payload=payload[:DEAD_LETTER_PAYLOAD_CHARS], payload_truncated=True, payload_chars=len(payload))
+        record.update(payload=payload[:DEAD_LETTER_PAYLOAD_CHARS], payload_truncated=True, payload_chars=len(payload),
+                      detail=f"{detail} (payload cut to its first {DEAD_LETTER_PAYLOAD_CHARS} of {len(payload)} "
+                             f"characters; the whole message is at {topic}[{partition}]@{offset})")
     return record
 
 

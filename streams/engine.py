@@ -56,6 +56,7 @@ from availability.settings import Settings
 from availability.shard import Flush, PartitionState, Source
 from availability.validation import EventRejected, Rejection, validate_event
 
+from .cacheepoch import CacheEpochs, CacheErrors
 from .gate import InputGate, Verdict
 from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
@@ -77,6 +78,7 @@ class Engine:
         self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
         self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0, **redis_options(settings))
+        self.epochs = CacheEpochs(self.worker_id)  # a cache that lost positions is re-written whole
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
@@ -147,9 +149,10 @@ class Engine:
         # applied to a state no longer current is neither flushed nor acknowledged; its new owner replays it.
         states = {p: state for p, state in batch.states.items() if self.states.get(p) is state}
         done = [event for event in done if event.message.partition in states]
+        fresh = self.epochs.renew(states)  # before the drain, no await between: whole snapshots
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_outputs(batch)
-        await self._write_cache(flushes.values())
+        await self._write_cache(flushes.values(), fresh)
         await self._write_changelog(flushes, batch.owners)
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
@@ -291,6 +294,7 @@ class Engine:
         self.rebalances += 1
         for tp in revoked:
             self.states.pop(tp.partition, None)
+        self.epochs.forget(tp.partition for tp in revoked)
         self.gate.reset()
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
@@ -320,7 +324,9 @@ class Engine:
         await self.app.producer.flush()
         state.confirm(postings)
 
-    async def _write_cache(self, flushes: Any) -> None:
+    async def _write_cache(self, flushes: Any, fresh: list[int]) -> None:
+        """Write the flushes' positions and decisions; a cache that does not answer is written whole
+        again once it does (:mod:`streams.cacheepoch`), never a reason to stop applying."""
         pipe = self.cache.pipeline(transaction=False)
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
         by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
@@ -330,7 +336,7 @@ class Engine:
                 by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
                 by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
             decisions.extend(flush.decisions)
-        if not by_sku and not decisions:
+        if not by_sku and not decisions and not fresh:
             return
         for sku, fields in by_sku.items():
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
@@ -341,8 +347,15 @@ class Engine:
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
             pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
-        with self.metrics.cache_write():
-            await pipe.execute()
+        self.epochs.mark(pipe, fresh)  # last: the snapshots before it vouch for it
+        try:
+            with self.metrics.cache_write():
+                await pipe.execute()
+        except CacheErrors as exc:
+            log.warning("cache write failed (%s): every partition is written whole once the cache answers", exc)
+            self.epochs.failed(self.states)
+            return
+        self.epochs.written(fresh)
 
     async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
         if not flushes:
@@ -369,7 +382,13 @@ class Engine:
         for partition in assigned:
             await self.routed.send(key=b"tick", value=value, partition=partition)
         await self.gate.seek_due()  # also when Faust dropped every message of a partition
-        await self.heartbeat(assigned)
+        await self.epochs.check(self.cache, assigned)
+        try:
+            await self.heartbeat(assigned)
+        except CacheErrors as exc:  # a cache outage must not stop the clock (nor crash the worker)
+            if self.epochs.reachable:  # once per outage
+                log.warning("heartbeat not written: the cache does not answer: %s", exc)
+            self.epochs.failed(())
 
     async def heartbeat(self, assigned: list[int]) -> None:
         lag = self.lag()

@@ -5,7 +5,9 @@ Maven resolves ``org.apache.kafka:kafka_2.13`` and its dependencies once into a 
 (``ATS_DATA_DIR/kafka-<version>/jars``; Maven's own ``~/.m2`` caches the downloads too); later starts
 reuse it. Each start formats a fresh KRaft directory and runs one combined broker and controller with
 settings fit for tests: replication 1, small segments, no initial rebalance delay, and sessions down to
-1 s (Kafka's default minimum is 6 s; the test workers use 3 s).
+1 s (Kafka's default minimum is 6 s; the test workers use 3 s). :func:`resume_kafka` starts a stopped
+broker again on its directory and ports: topics, records and committed offsets are kept (the chaos
+suite stops the broker for 30 s this way).
 
 With ``security=`` it also opens listeners that need credentials, one per security protocol
 (``SASL_PLAINTEXT``, ``SSL`` with client certificates required, ``SASL_SSL``), so the engine's Kafka
@@ -165,6 +167,19 @@ def start_secure_kafka(data_dir: Path, *, cache_dir: Path, port: int | None = No
                                capture_output=True, text=True, timeout=120, check=False)
     if formatted.returncode != 0:
         raise KafkaUnavailable(f"formatting the KRaft directory failed:\n{formatted.stdout}{formatted.stderr}")
-    server = start_server("kafka", [java, *_JVM, "-cp", classpath, "kafka.Kafka", str(properties)], port,
-                          f"kafka://127.0.0.1:{port}", data_dir, timeout=90.0)
+    server = _run(java, classpath, data_dir, port)
     return SecureKafka(server, {name: f"kafka://127.0.0.1:{number}" for name, number in ports.items()})
+
+
+def resume_kafka(data_dir: Path, *, cache_dir: Path, port: int) -> EmbeddedServer:
+    """Start again the broker :func:`start_kafka` formatted under ``data_dir`` (and that has been stopped
+    since) on the same ports and log directory: its topics, records and committed offsets are kept."""
+    if not (data_dir / "server.properties").exists():
+        raise KafkaUnavailable(f"no Kafka was formatted under {data_dir}: start it with start_kafka first")
+    return _run(_tool("java"), f"{resolve_jars(cache_dir)}/*", data_dir, port)
+
+
+def _run(java: str, classpath: str, data_dir: Path, port: int) -> EmbeddedServer:
+    properties = data_dir / "server.properties"
+    return start_server("kafka", [java, *_JVM, "-cp", classpath, "kafka.Kafka", str(properties)], port,
+                        f"kafka://127.0.0.1:{port}", data_dir, timeout=90.0)

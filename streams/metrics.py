@@ -56,6 +56,7 @@ class WorkerMetrics:
         self.at_risk: dict[int, set[tuple[str, str]]] = {}
         self._written_at: float | None = None
         self.engine: Engine | None = None
+        self._publish_failing = False
         self._runner: web.AppRunner | None = None
 
     # ---- what the engine calls ------------------------------------------------------------------
@@ -185,7 +186,11 @@ class WorkerMetrics:
         try:
             await self.engine.cache.set(topics.worker_stats_key(self.engine.worker_id), body, ex=STATS_TTL_SECONDS)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("worker stats not published: the cache does not answer: %s", exc)
+            if not self._publish_failing:  # once per outage, not every tick
+                log.warning("worker stats not published: the cache does not answer: %s", exc)
+            self._publish_failing = True
+            return
+        self._publish_failing = False
 
     async def _serve(self) -> None:
         port = self.settings.worker_metrics_port

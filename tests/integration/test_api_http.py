@@ -17,7 +17,7 @@ from availability.settings import Settings
 from streams.admin import ensure_topics
 from tests.builders import lines, receipt, ref
 
-from .apiserver import ADMIN, INGESTER, READER, RESERVER, bearer, serve, settings_for
+from .apiserver import ADMIN, INGESTER, READER, RESERVER, bearer, serve, settings_for, vouch_for_cache
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -36,6 +36,7 @@ SECURED = [("GET", "/v1/availability/SKU-1", None, "availability:read"),
 async def settings(module_broker: str, redis_url: str) -> Settings:
     settings = settings_for(module_broker, redis_url, max_body_bytes="8192", hold_timeout_ms="300")
     await ensure_topics(settings)  # the worker is absent, but its topics are laid out as it wants them
+    await vouch_for_cache(settings)  # and the test stands in for it as the cache's writer
     return settings
 
 

@@ -22,10 +22,12 @@ from availability import topics
 from streams.admin import ensure_topics
 from tests.builders import delta, receipt, ref, sale, transfer
 
+from .chaos import erp_agrees, report
 from .cluster import Cluster, eventually
 from .conftest import ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+chaos = pytest.mark.chaos  # the kill -9 and takeover faults of `make chaos` (the third test is not a fault)
 
 Key = tuple[str, str]
 
@@ -88,6 +90,7 @@ async def converge(cluster: Cluster, expected: dict[Key, list[int]], timeout: fl
         raise AssertionError(f"{len(wrong)} positions differ, e.g. {wrong[:5]}") from None
 
 
+@chaos
 @pytest.mark.parametrize(("partitions", "store", "wipe"), [
     (1, "memory", True),
     (8, "memory", True),
@@ -106,10 +109,13 @@ async def test_kill_mid_stream_and_restart(own_broker: str, redis_url: str, tmp_
         first = next(iter(expected))
         await eventually(lambda: cluster.position(*first), timeout=30, what="some progress")
         cluster.kill("w0")  # SIGKILL, mid-stream: no commit, no flush, no leave-group
+        killed = time.monotonic()
         cluster.start_worker("w0", wipe=wipe)
         await cluster.send_many(messages[half:])
         await converge(cluster, expected, timeout=120)
+        converged = time.monotonic() - killed
         assert "ConsistencyError" not in cluster.log("w0")
+        postings = await erp_agrees(cluster, expected)
 
         # The changelog alone rebuilds the same state, and the cache is re-written from it.
         cluster.stop("w0")
@@ -118,12 +124,15 @@ async def test_kill_mid_stream_and_restart(own_broker: str, redis_url: str, tmp_
         started = time.monotonic()
         cluster.start_worker("w1", wipe=True)
         await converge(cluster, expected, timeout=120)
-        print(f"\nrebuilt {len(expected)} positions from the changelog in {time.monotonic() - started:.1f} s "
-              f"({partitions} partitions, {store})")
+        rebuilt = time.monotonic() - started
+        report(f"kill -9 mid-stream, restart ({partitions} partitions, {store}, {'wiped' if wipe else 'kept'})",
+               events=len(messages), converged_after_kill_s=round(converged, 1),
+               rebuilt_from_changelog_s=round(rebuilt, 1), positions=len(expected), erp_posting_ids=postings)
     finally:
         await cluster.close()
 
 
+@chaos
 async def test_two_workers_one_killed_the_other_takes_over_then_shares_again(own_broker: str, redis_url: str,
                                                                             tmp_path: Path) -> None:
     """Two workers share 8 partitions; one is killed mid-stream, the other takes its partitions over
@@ -142,12 +151,17 @@ async def test_two_workers_one_killed_the_other_takes_over_then_shares_again(own
         first = next(iter(expected))
         await eventually(lambda: cluster.position(*first), timeout=30, what="some progress")
         cluster.kill("w1")  # mid-stream; w0 takes every partition once w1's session expires
+        killed = time.monotonic()
         await cluster.send_many(messages[third:2 * third])
         cluster.start_worker("w1", wipe=True)
         await cluster.send_many(messages[2 * third:])
         await converge(cluster, expected, timeout=120)
+        converged = time.monotonic() - killed
         for name in ("w0", "w1"):
             assert "ConsistencyError" not in cluster.log(name)
+        postings = await erp_agrees(cluster, expected)
+        report("two workers, one killed, taken over, added back", events=len(messages),
+               converged_after_kill_s=round(converged, 1), positions=len(expected), erp_posting_ids=postings)
     finally:
         await cluster.close()
 
