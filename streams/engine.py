@@ -60,7 +60,7 @@ from .cacheepoch import CacheEpochs, CacheErrors
 from .gate import InputGate, Verdict
 from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
-from .routing import Router
+from .routing import Router, Tick, read_routed
 
 log = logging.getLogger(__name__)
 
@@ -234,19 +234,24 @@ class Engine:
 
     def _routed(self, state: PartitionState, message: Any, source: Source, now_ms: int, batch: Batch) -> bool:
         """Apply a re-routed leg, or a clock tick (returns True for a tick)."""
-        envelope = orjson.loads(message.value)
-        if envelope["kind"] == "tick":
-            state.tick(envelope["now_ms"], source)
-            return True
-        origin = (envelope["topic"], envelope["partition"], envelope["offset"])
-        payload = envelope["payload"].encode()
         try:
-            event = validate_event(payload, expected_type=topics.INPUT_TOPICS[envelope["topic"]])
+            record = read_routed(message.value)
+        except ValueError as exc:
+            batch.dead(Rejection("invalid_routed_record", str(exc)), message.topic, message.partition,
+                       message.offset, message.value)
+            return False
+        if isinstance(record, Tick):
+            state.tick(record.now_ms, source)
+            return True
+        origin = (record.topic, record.partition, record.offset)
+        payload = record.payload
+        try:
+            event = validate_event(payload, expected_type=topics.INPUT_TOPICS[record.topic])
         except EventRejected as exc:  # validated before routing; only a changed rule gets here
             batch.dead(exc.rejection, *origin, payload)
             return False
         for leg in legs(event):
-            if leg.leg != envelope["leg"] or leg.location_id != envelope["location_id"]:
+            if leg.leg != record.leg or leg.location_id != record.location_id:
                 continue
             if self.router.owner(leg.location_id) != message.partition:
                 batch.dead(Rejection("misrouted", f"leg for {leg.location_id} on partition {message.partition}"),

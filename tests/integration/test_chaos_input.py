@@ -1,8 +1,8 @@
 """Chaos on the input side: poison on every topic, and a store that was offline for two hours.
 
-* Poison: the bad kinds the engine dead-letters (``test_engine._bad_inputs``), plus generic ones on every
-  input topic: not JSON, not an object, empty, the wrong type for the topic, deeply nested JSON, a
-  message near the 1 MiB limit and one over it. Each is dead-lettered with its reason and provenance
+* Poison: the bad kinds the engine dead-letters (``test_engine._bad_inputs``), records the internal topic
+  ``ats.routed`` cannot hold, plus generic ones on every input topic: not JSON, not an object, empty,
+  the wrong type for the topic, deeply nested JSON, a message near the 1 MiB limit and one over it. Each is dead-lettered with its reason and provenance
   (or, over the broker's own limit, refused to the producer), nothing changes, and the next good event
   on every topic applies.
 * Offline store: two hours of one store's sales and returns arrive late, in one burst, after counts
@@ -68,6 +68,11 @@ async def test_poison_on_every_topic_is_dead_lettered_and_processing_continues(e
     for topic in topics.INPUT_TOPICS:
         for reason, payload in generic_poison(topic, store, sku):
             expected[await engine.send(topic, payload, key=store)] = reason
+    # The internal topic too (only workers write there; a bad record must not crash the one that reads it).
+    for payload in (b"not json", b"[1]", b'{"kind": "leg"}', b'{"kind": "tick", "now_ms": "soon"}',
+                    b'{"kind": "leg", "leg": "all", "location_id": "S", "topic": "inventory.nowhere", '
+                    b'"partition": 0, "offset": 0, "payload": "{}"}'):
+        expected[await engine.send(topics.ROUTED, payload, key=store)] = "invalid_routed_record"
     refused = await produce_oversized(engine, store)
     for where, reason in refused.items():
         expected[where] = reason
