@@ -29,7 +29,9 @@ horizon after which a late event could reuse an id. A window whose movements net
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 #: movement types the ERP receives (reservations post nothing)
@@ -68,7 +70,7 @@ def posting_id(sku: str, location_id: str, movement_type: str, window_start_ms: 
 class Netting:
     """The netting of one position bucket: pending window entries, the outbox, revision bookkeeping."""
 
-    __slots__ = ("closed_before", "late_closes", "outbox", "pending")
+    __slots__ = ("_stale", "_texts", "closed_before", "late_closes", "outbox", "pending")
 
     def __init__(self, pending: dict[Entry, list[int]] | None = None, outbox: list[Posting] | None = None,
                  closed_before: int = 0, late_closes: int = 0) -> None:
@@ -76,14 +78,20 @@ class Netting:
         self.outbox = outbox or []
         self.closed_before = closed_before
         self.late_closes = late_closes
+        self._texts: dict[Entry, str] = {}  # entry → its JSON as of the last to_json (see there)
+        self._stale: set[Entry] = set(self.pending)  # entries changed since
 
     def __bool__(self) -> bool:
         return bool(self.pending or self.outbox or self.closed_before)
 
     def add(self, sku: str, movement_type: str, window_start_ms: int, qty: int) -> None:
-        totals = self.pending.setdefault((sku, movement_type, window_start_ms), [0, 0])
+        entry = (sku, movement_type, window_start_ms)
+        totals = self.pending.get(entry)
+        if totals is None:
+            totals = self.pending[entry] = [0, 0]
         totals[0] += qty
         totals[1] += 1
+        self._stale.add(entry)
 
     def windows(self) -> set[int]:
         return {start for _, _, start in self.pending}
@@ -98,6 +106,8 @@ class Netting:
         any_late = False
         for entry in due:
             qty, count = self.pending.pop(entry)
+            self._texts.pop(entry, None)
+            self._stale.discard(entry)
             sku, movement_type, start = entry
             late = start < self.closed_before
             any_late = any_late or late
@@ -122,6 +132,19 @@ class Netting:
     def to_wire(self) -> dict[str, Any]:
         return {"n": [[sku, kind, start, qty, count] for (sku, kind, start), (qty, count) in self.pending.items()],
                 "o": [list(posting) for posting in self.outbox], "c": self.closed_before, "s": self.late_closes}
+
+    def to_json(self) -> str:
+        """:meth:`to_wire` as JSON text. Each pending entry's JSON is kept from the last call and only
+        entries changed since are encoded again (a bucket record is re-written every flush)."""
+        texts = self._texts
+        for entry in self._stale:
+            sku, kind, start = entry
+            qty, count = self.pending[entry]
+            texts[entry] = f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count}]"
+        self._stale.clear()
+        outbox = json.dumps([list(posting) for posting in self.outbox], separators=(",", ":")) if self.outbox else "[]"
+        entries = ",".join(map(texts.__getitem__, self.pending))
+        return f'{{"n":[{entries}],"o":{outbox},"c":{self.closed_before},"s":{self.late_closes}}}'
 
     @classmethod
     def from_wire(cls, data: dict[str, Any] | None) -> Netting:

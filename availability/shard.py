@@ -41,6 +41,7 @@ from .reservations import Hold
 from .routing import Leg, line_ops
 from .validation import Rejection
 from .wire import (
+    bucket_json,
     bucket_key,
     bucket_of,
     hold_from_wire,
@@ -48,8 +49,9 @@ from .wire import (
     hold_to_wire,
     ids_key,
     marker_key,
+    position_entry_json,
     position_from_wire,
-    position_to_wire,
+    record_json,
 )
 
 
@@ -72,10 +74,10 @@ class Movement(NamedTuple):
 
 
 class Flush(NamedTuple):
-    records: list[tuple[str, Any]]  # (key, value or None to delete), in write order
-    marker: tuple[str, Any]
-    cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last flush
-    decisions: list[Hold]
+    records: list[tuple[str, str | None]]  # (key, JSON text or None to delete), in write order
+    marker: tuple[str, str]
+    cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last snapshots()
+    decisions: list[Hold]  # to publish only once ``records`` and ``marker`` are written
     movements: list[Movement]
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
 
@@ -83,9 +85,12 @@ class Flush(NamedTuple):
 class _Bucket:
     """Positions of one location bucket, the input offsets they include, and the hold decisions taken in
     the flush that wrote them (so a hold replayed after a crash inside that flush gets the same answer),
-    and the ERP netting of its positions."""
+    and the ERP netting of its positions.
 
-    __slots__ = ("decisions", "netting", "positions", "watermarks")
+    ``texts`` keeps each position's JSON (:func:`availability.wire.position_entry_json`) as of the last
+    drain, ``stale`` the SKUs changed since: a drain encodes only those."""
+
+    __slots__ = ("decisions", "netting", "positions", "stale", "texts", "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
                  decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None):
@@ -93,6 +98,18 @@ class _Bucket:
         self.positions = positions or {}
         self.decisions = decisions or {}
         self.netting = netting or Netting()
+        self.texts: dict[str, str] = {}
+        self.stale: set[str] = set(self.positions)
+
+    def to_json(self) -> str:
+        """The bucket's state record (JSON text); takes its decisions along (they travel with one flush)."""
+        texts = self.texts
+        for sku in self.stale:
+            texts[sku] = position_entry_json(sku, self.positions[sku])
+        self.stale.clear()
+        decisions, self.decisions = self.decisions, {}
+        return bucket_json(self.watermarks, map(texts.__getitem__, self.positions), decisions,
+                           self.netting.to_json() if self.netting else None)
 
 
 class PartitionState:
@@ -121,6 +138,8 @@ class PartitionState:
         self._last_gc_ms = 0
         self.inputs: dict[int, int] = {}  # input topic code → next offset not yet consumed
         self._inputs_moved = False
+        self._flushed_at = 0  # ``now_ms`` of the last drain (restored from the marker)
+        self._flushed_before = 0  # and of the drain before it
 
     # ---- reading -------------------------------------------------------------------------------
     def position(self, location_id: str, sku: str) -> Position:
@@ -165,6 +184,7 @@ class PartitionState:
             self.generation = max(self.generation, value["generation"])
             self.inputs = {int(code): offset for code, offset in value.get("inputs", {}).items()}
             self.event_clock_ms = max(self.event_clock_ms, value.get("clock", 0))
+            self._flushed_at, self._flushed_before = value.get("at", 0), value.get("since", 0)
 
     # ---- input positions -----------------------------------------------------------------------
     def expects(self, code: int) -> int | None:
@@ -353,7 +373,9 @@ class PartitionState:
         return bucket is not None and bucket.watermarks.get(source.code, -1) >= source.offset
 
     def _store(self, location_id: str, sku: str, position: Position) -> None:
-        self._bucket(location_id, sku).positions[sku] = position
+        bucket = self._bucket(location_id, sku)
+        bucket.positions[sku] = position
+        bucket.stale.add(sku)
         self._touched.add((location_id, bucket_of(sku)))
         self._dirty_positions[(sku, location_id)] = None
 
@@ -383,39 +405,56 @@ class PartitionState:
         return bool(self._dirty_buckets or self._dirty_holds or self._decisions or self._dropped_generations
                     or self.ids.pending or self._dirty_positions or self._inputs_moved)
 
+    @property
+    def deciding(self) -> bool:
+        """Reservation decisions wait to be published: they must be flushed before anyone sees them."""
+        return bool(self._decisions)
+
+    def snapshots(self) -> list[tuple[str, str, Position]]:
+        """``(sku, location, position)`` of every position changed since the last call (or drain): for the
+        cache, which the worker writes per batch, ahead of the changelog (snapshots are idempotent, and a
+        replay after a crash writes them again)."""
+        cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
+        self._dirty_positions = {}
+        return cache
+
+    def recent_decisions(self) -> list[Hold]:
+        """Holds decided since the flush before the last stored one (after a restart): a crash between the
+        changelog write and the publication of a flush's decisions leaves them stored but unpublished, and
+        their replay is then a duplicate that decides nothing. Publishing them again is idempotent."""
+        since = self._flushed_before - _CLOCK_SLACK_MS
+        return [hold for hold in self.holds.values() if hold.decided_ms >= since]
+
     def drain(self, now_ms: int) -> Flush | None:
-        """Everything changed since the last drain, as state records in write order, or None."""
+        """Everything changed since the last drain, as state records (JSON text) in write order, or None."""
         if not self.dirty:
             return None
         p = self.partition
-        records: list[tuple[str, Any]] = []
-        for location_id, number in sorted(self._dirty_buckets):
-            bucket = self.buckets[(location_id, number)]
-            record = {"w": {str(code): offset for code, offset in bucket.watermarks.items()},
-                      "p": {sku: position_to_wire(position) for sku, position in bucket.positions.items()}}
-            if bucket.decisions:
-                record["d"], bucket.decisions = bucket.decisions, {}
-            if bucket.netting:
-                record["n"] = bucket.netting.to_wire()
-            records.append((bucket_key(p, location_id, number), record))
+        records: list[tuple[str, str | None]] = []
+        for address in sorted(self._dirty_buckets):
+            records.append((bucket_key(p, *address), self.buckets[address].to_json()))
         for reservation_id in self._dirty_holds:
             hold = self.holds.get(reservation_id)
-            records.append((hold_key(p, reservation_id), hold_to_wire(hold) if hold else None))
+            records.append((hold_key(p, reservation_id), record_json(hold_to_wire(hold)) if hold else None))
         generation = self.generation + 1
         ids = self.ids.seal(generation, now_ms)
         if ids is not None:
             self.generation = generation
-            records.append((ids_key(p, generation), {"t": now_ms, "ids": ids}))
+            records.append((ids_key(p, generation), record_json({"t": now_ms, "ids": ids})))
         records.extend((ids_key(p, dropped), None) for dropped in self._dropped_generations)
-        cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
-        marker = {"generation": self.generation, "at": now_ms, "clock": self.event_clock_ms,
+        marker = {"generation": self.generation, "at": now_ms, "since": self._flushed_at, "clock": self.event_clock_ms,
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}
-        flush = Flush(records, (marker_key(p), marker), cache, self._decisions, self._movements, self._postings)
-        self._dirty_buckets, self._dirty_holds, self._dirty_positions = set(), {}, {}
+        self._flushed_before, self._flushed_at = self._flushed_at, now_ms
+        flush = Flush(records, (marker_key(p), record_json(marker)), self.snapshots(), self._decisions,
+                      self._movements, self._postings)
+        self._dirty_buckets, self._dirty_holds = set(), {}
         self._dropped_generations, self._decisions, self._movements, self._postings = [], [], [], []
         self._inputs_moved = False
         return flush
 
+
+#: wall clocks step back a little; publishing a decision twice is harmless
+_CLOCK_SLACK_MS = 5_000
 
 
 def _after(origin: tuple[int, int], source: Source) -> bool:

@@ -1,8 +1,12 @@
 """Wire shapes shared by the worker and the API, as plain JSON-able structures.
 
-The processes serialize them (orjson); this module only fixes the shapes, so a field order or a key
-format is defined once. State record keys carry the owning partition, so a partition's records can be
-picked out of the table after recovery:
+The processes serialize most of them (orjson); this module fixes the shapes, so a field order or a key
+format is defined once. State records are the exception: the domain hands them over as JSON text
+(:func:`bucket_json`, :func:`record_json`), because a bucket record is re-written every flush while
+only a few of its positions changed, and the JSON of each unchanged position is kept from the flush
+before (:func:`position_entry_json`): a flush encodes what changed, not every position it writes.
+State record keys carry the owning partition, so a partition's records can be picked out of the table
+after recovery:
 
 =================================  ==========================================================
 ``b|{p}|{location}|{bucket}``      positions of one location whose SKU hashes to ``bucket``,
@@ -10,14 +14,18 @@ picked out of the table after recovery:
                                    netting (``n``: open windows, outbox, revision bookkeeping)
 ``h|{p}|{reservation_id}``         one hold
 ``d|{p}|{generation}``             the event ids first applied in one flush
-``m|{p}``                          the flush marker: last generation and input offsets; written last
+``m|{p}``                          the flush marker: last generation, input offsets, when this
+                                   flush and the one before it were taken; written last
 =================================  ==========================================================
 """
 
 from __future__ import annotations
 
+import json
 import zlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from .model import Position
@@ -62,6 +70,37 @@ def position_from_wire(data: list[Any]) -> Position:
     on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms, log = data
     return Position(on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms,
                     tuple((int(t), int(d)) for t, d in log))
+
+
+def position_entry_json(sku: str, position: Position) -> str:
+    """``"sku":[...]``: one position as a member of a bucket record's ``p`` object (the JSON of
+    :func:`position_to_wire`, written by hand: this runs for every position that changed in a flush)."""
+    on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms, log = position
+    entries = ",".join([f"[{t},{d}]" for t, d in log])
+    return (f"{encode_basestring_ascii(sku)}:[{on_hand},{reserved},{in_transit},{damaged},{safety_stock},{updated_ms},"
+            f"{_number(count_ms)},{encode_basestring_ascii(count_id)},{_number(floor_ms)},[{entries}]]")
+
+
+def _number(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def bucket_json(watermarks: dict[int, int], positions: Iterable[str], decisions: dict[str, Any] | None,
+                netting: str | None) -> str:
+    """A bucket record as JSON text: ``{"w": watermarks, "p": positions, "d"?: decisions, "n"?: netting}``,
+    from the kept members of ``p`` (:func:`position_entry_json`) and the netting's own JSON."""
+    marks = ",".join([f'"{code}":{offset}' for code, offset in watermarks.items()])
+    text = f'{{"w":{{{marks}}},"p":{{{",".join(positions)}}}'
+    if decisions:
+        text += ',"d":' + record_json(decisions)
+    if netting is not None:
+        text += ',"n":' + netting
+    return text + "}"
+
+
+def record_json(value: Any) -> str:
+    """Any other state record as JSON text (holds, ids, the marker)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def hold_to_wire(hold: Hold) -> list[Any]:

@@ -292,9 +292,9 @@ class Engine:
                         if raw_key in self.table:
                             del self.table[raw_key]
                     else:
-                        self.table[raw_key] = orjson.dumps(value)
-                key, value = flush.marker  # last: it vouches for every record before it
-                self.table[key.encode()] = orjson.dumps(value)
+                        self.table[raw_key] = value.encode()
+                key, marker = flush.marker  # last: it vouches for every record before it
+                self.table[key.encode()] = marker.encode()
         await self.app.producer.flush()
 
     # ---- the clock -----------------------------------------------------------------------------
