@@ -1,32 +1,48 @@
 """The engine agent: reads every input topic in batches, applies them to per-partition state in the
-domain (:class:`availability.shard.PartitionState`) and flushes each batch.
+domain (:class:`availability.shard.PartitionState`), writes the cache every batch and flushes the state
+every ``ATS_FLUSH_INTERVAL_MS``.
 
-One batch, in this order (the order is what makes at-least-once input give exactly-once effects):
+Every batch, in this order:
 
 1. **apply** every event in memory, in offset order per input partition from the offset the state
    expects next (:mod:`streams.gate`): validate, re-route legs owned by another partition, dead-letter
    what cannot be applied, decide holds;
-2. **outputs**: produce the re-routed legs and dead letters;
-3. **cache**: write the snapshot of every changed position (one hash per SKU, pipelined) and every
-   reservation decision (then publish it). Snapshots are idempotent: a replay rewrites the same values;
+2. **outputs**: produce the re-routed legs and dead letters, and wait for delivery;
+3. **cache**: write the snapshot of every position changed by the batch (one hash per SKU, pipelined),
+   ahead of the changelog: an answer is fresh within a batch, not within a flush. Snapshots are
+   idempotent: a replay after a crash writes the same values again.
+
+Then, once ``ATS_FLUSH_INTERVAL_MS`` has passed since the last flush, a **flush** of every partition
+applied to since the last one:
+
 4. **changelog**: write each partition's state records (buckets, holds, ids), then its marker, and wait
    for delivery. The marker carries the next input offset of every input the state has consumed; a
    partition's records keep their order, so a stored marker vouches for the records before it.
    Recovery reads each changelog to its true end (:mod:`streams.logreader`), also on the embedded
    broker, whose listed end offsets stop short of a multi-record batch;
-5. **postings**: send the ERP postings the flush closed to ``erp.movements`` and wait for delivery,
+5. **decisions**: write the flush's reservation decisions to the cache, then publish them. Never
+   earlier: a decision published before the changelog held the state that took it could be taken
+   differently by the replay after a crash (inputs of different topics may interleave differently);
+6. **postings**: send the ERP postings the flush closed to ``erp.movements`` and wait for delivery,
    then confirm them to the state (the next flush rewrites their buckets without them). A posting is
    sent only once the changelog holds it in its bucket's outbox: what was sent can never be decided
    differently by a replay;
-6. **ack** the batch's input events; Faust commits offsets only for what the flushed state covers.
+7. **ack** every input event the flush covers; Faust commits offsets only for what the flushed state
+   covers.
 
-A crash between any two steps replays the batch: a restarted worker resumes each input at the offset
-the recovered marker names (seeking there if Faust's committed offsets differ; a gap that opens later
-is read from the log, see :mod:`streams.gate`). The
-state records of a flush cut short carry the input offsets they include and the event ids they
-applied, so the replay neither loses nor doubles. Loading a partition first re-sends every posting
-still in an outbox (a crash between steps 4 and 5, or before a confirmation was written): the same
-ids with the same quantities, which the ERP takes idempotently.
+A batch that decided a reservation (a hold, a release, an expiry, a consuming sale) flushes at once and
+holds its step 3 back to step 5, so the cache shows a decision's effect on positions together with the
+decision, never before it, and a hold waits for no interval.
+
+A crash between any two steps replays from the last stored marker: a restarted worker resumes each
+input at the offset the recovered marker names (seeking there if Faust's committed offsets differ; a
+gap that opens later is read from the log, see :mod:`streams.gate`). What the cache showed of batches
+not yet flushed is written again by the replay. The state records of a flush cut short carry the input
+offsets they include and the event ids they applied, so the replay neither loses nor doubles. Loading
+a partition first re-sends every posting still in an outbox (a crash between steps 4 and 6, or before
+a confirmation was written): the same ids with the same quantities, which the ERP takes idempotently;
+and publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5
+stored them unpublished, and their replay is a duplicate that decides nothing).
 """
 
 from __future__ import annotations
@@ -48,7 +64,9 @@ from faust.types import TP, EventT
 from redis.asyncio import Redis
 
 from availability import topics, wire
+from availability.model import Position
 from availability.netting import Posting
+from availability.reservations import Hold
 from availability.routing import legs
 from availability.settings import Settings
 from availability.shard import Flush, PartitionState, Source
@@ -70,6 +88,9 @@ class Engine:
         self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0)
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
+        self.unflushed: dict[int, EventT[Any]] = {}  # partition → an event of it, applied since the last flush
+        self.unacked: list[EventT[Any]] = []  # events done since the last flush: acked once it is written
+        self.flushed_at = time.monotonic()
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
         self.routed = app.topic(topics.ROUTED, key_type=bytes, value_type=bytes)
         self.dead_letters = app.topic(topics.DEAD_LETTER, key_type=bytes, value_type=bytes)
@@ -93,7 +114,8 @@ class Engine:
                 await stream.ack(event)
 
     async def handle(self, events: list[EventT[Any]]) -> list[EventT[Any]]:
-        """Apply and flush one batch; returns the events to acknowledge (all but those held back)."""
+        """Apply one batch and write it to the cache; flush when due. Returns the events to acknowledge:
+        every event the flushed state covers (none when this batch did not flush)."""
         now_ms = int(self.clock() * 1000)
         owned = self._owned()
         for partition in {event.message.partition for event in events} & owned - self.states.keys():
@@ -131,14 +153,34 @@ class Engine:
             batch.owners[message.partition] = event
             self._apply(state, message, now_ms, batch)
         states = {p: self.states[p] for p in batch.owners}  # a rebalance during the awaits below may drop them
-        flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
+        self.unflushed.update(batch.owners)
+        self.unacked.extend(done)
         await self._write_outputs(batch)
-        await self._write_cache(flushes.values())
-        await self._write_changelog(flushes, batch.owners)
+        snapshots = [snapshot for state in states.values() for snapshot in state.snapshots()]
+        acked: list[EventT[Any]] = []
+        if any(state.deciding for state in states.values()):
+            acked = await self._flush(now_ms, snapshots)  # the cache shows a decision's effect with it, not before
+        else:
+            await self._write_cache(snapshots, [])
+            if time.monotonic() - self.flushed_at >= self.settings.flush_interval_ms / 1000:
+                acked = await self._flush(now_ms, [])
+        await self.gate.seek_due()
+        return acked
+
+    async def _flush(self, now_ms: int, snapshots: list[tuple[str, str, Position]]) -> list[EventT[Any]]:
+        """Steps 4 to 7 for every partition applied to since the last flush (with ``snapshots`` written to
+        the cache beside the decisions); returns the events to ack."""
+        owners, self.unflushed = self.unflushed, {}
+        acked, self.unacked = self.unacked, []
+        self.flushed_at = time.monotonic()
+        states = {p: state for p in owners if (state := self.states.get(p)) is not None}
+        flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
+        await self._write_changelog(flushes, owners)
+        await self._write_cache([*snapshots, *(snapshot for flush in flushes.values() for snapshot in flush.cache)],
+                                [hold for flush in flushes.values() for hold in flush.decisions])
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
-        await self.gate.seek_due()
-        return done
+        return acked
 
     def _apply(self, state: PartitionState, message: Any, now_ms: int, batch: Batch) -> None:
         """One input record (a Faust message, or a record read from the log to fill a gap)."""
@@ -224,6 +266,7 @@ class Engine:
         if moves:
             await self.app.consumer.seek_wait(moves)
         state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
+        await self._write_cache([], state.recent_decisions())  # stored before a crash, maybe never published
         unsent = state.outbox()
         await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
         log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s; "
@@ -232,8 +275,13 @@ class Engine:
         return state
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        for tp in revoked:
-            self.states.pop(tp.partition, None)
+        """What was applied of a revoked partition and not flushed is dropped, unacknowledged: whoever owns
+        the partition next replays it from the stored marker."""
+        partitions = {tp.partition for tp in revoked}
+        for partition in partitions:
+            self.states.pop(partition, None)
+            self.unflushed.pop(partition, None)
+        self.unacked = [event for event in self.unacked if event.message.partition not in partitions]
         self.gate.reset()
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
@@ -262,16 +310,15 @@ class Engine:
         await self.app.producer.flush()
         state.confirm(postings)
 
-    async def _write_cache(self, flushes: Any) -> None:
-        pipe = self.cache.pipeline(transaction=False)
-        by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
-        decisions = []
-        for flush in flushes:
-            for sku, location_id, position in flush.cache:
-                by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
-            decisions.extend(flush.decisions)
-        if not by_sku and not decisions:
+    async def _write_cache(self, snapshots: list[tuple[str, str, Position]], decisions: list[Hold]) -> None:
+        """Position snapshots (one hash per SKU), then reservation decisions (cached, then published), in
+        one pipeline. Decisions come only from a flush whose changelog is written."""
+        if not snapshots and not decisions:
             return
+        by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
+        for sku, location_id, position in snapshots:
+            by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
+        pipe = self.cache.pipeline(transaction=False)
         for sku, fields in by_sku.items():
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
         for hold in decisions:
