@@ -44,6 +44,7 @@ from .wire import (
     bucket_json,
     bucket_key,
     bucket_of,
+    changes_key,
     hold_from_wire,
     hold_key,
     hold_to_wire,
@@ -87,29 +88,66 @@ class _Bucket:
     the flush that wrote them (so a hold replayed after a crash inside that flush gets the same answer),
     and the ERP netting of its positions.
 
-    ``texts`` keeps each position's JSON (:func:`availability.wire.position_entry_json`) as of the last
-    drain, ``stale`` the SKUs changed since: a drain encodes only those."""
+    Stored as a full record (version ``version``, -1: none stored yet) and, beside it, a record of the
+    changes since (``changed``: SKUs changed since the full record; ``changes_stored``: such a record is
+    in the changelog). ``texts`` keeps each position's JSON (:func:`availability.wire.position_entry_json`)
+    as of the last drain, ``stale`` the SKUs changed since: a drain encodes only those."""
 
-    __slots__ = ("decisions", "netting", "positions", "stale", "texts", "watermarks")
+    __slots__ = ("changed", "changes_stored", "decisions", "netting", "positions", "stale", "texts", "version",
+                 "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
-                 decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None):
+                 decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None,
+                 version: int = -1):
         self.watermarks = watermarks or {}
         self.positions = positions or {}
         self.decisions = decisions or {}
         self.netting = netting or Netting()
+        self.version = version
         self.texts: dict[str, str] = {}
         self.stale: set[str] = set(self.positions)
+        self.changed: set[str] = set()
+        self.changes_stored = False
+
+    @property
+    def rebase_due(self) -> bool:
+        """Write the full record rather than the changes: none is stored yet, what only the full record
+        carries changed (postings closed or confirmed), or the changes reach half the bucket."""
+        return (self.version < 0 or self.netting.rebase
+                or 2 * (len(self.changed) + self.netting.changes) >= len(self.positions) + len(self.netting.pending))
 
     def to_json(self) -> str:
-        """The bucket's state record (JSON text); takes its decisions along (they travel with one flush)."""
+        """The full record (JSON text), numbered one above the last; takes the decisions along (they travel
+        with one flush)."""
+        self._encode()
+        self.version += 1
+        self.changed.clear()
+        decisions, self.decisions = self.decisions, {}
+        return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.positions), decisions,
+                           self.netting.to_json() if self.netting else None)
+
+    def changes_json(self) -> str:
+        """The record of the changes since the full record (cumulative: it replaces the last one)."""
+        self._encode()
+        decisions, self.decisions = self.decisions, {}
+        return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.changed), decisions,
+                           self.netting.changes_json())
+
+    def apply_changes(self, value: dict[str, Any]) -> None:
+        """Restore a record of changes on top of the full record it completes (same version)."""
+        self.watermarks = {int(code): offset for code, offset in value["w"].items()}
+        for sku, data in value["p"].items():
+            self.positions[sku] = position_from_wire(data)
+            self.stale.add(sku)
+            self.changed.add(sku)
+        self.decisions.update(value.get("d") or {})
+        self.netting.apply_changes(value["n"])
+
+    def _encode(self) -> None:
         texts = self.texts
         for sku in self.stale:
             texts[sku] = position_entry_json(sku, self.positions[sku])
         self.stale.clear()
-        decisions, self.decisions = self.decisions, {}
-        return bucket_json(self.watermarks, map(texts.__getitem__, self.positions), decisions,
-                           self.netting.to_json() if self.netting else None)
 
 
 class PartitionState:
@@ -138,6 +176,7 @@ class PartitionState:
         self._last_gc_ms = 0
         self.inputs: dict[int, int] = {}  # input topic code → next offset not yet consumed
         self._inputs_moved = False
+        self._unplaced_changes: dict[tuple[str, int], dict[str, Any]] = {}  # loaded before their full record
         self._flushed_at = 0  # ``now_ms`` of the last drain (restored from the marker)
         self._flushed_before = 0  # and of the drain before it
 
@@ -162,14 +201,20 @@ class PartitionState:
         kind, _, rest = key.split("|", 2) if key.count("|") >= 2 else (key[0], "", "")
         if value is None:
             return
-        if kind == "b":
+        if kind in ("b", "c"):
             location_id, _, bucket = rest.rpartition("|")
             address = (location_id, int(bucket))
+            if kind == "c":
+                self._load_changes(address, value)
+                return
             netting = Netting.from_wire(value.get("n"))
             self.buckets[address] = _Bucket(
                 {int(code): offset for code, offset in value["w"].items()},
                 {sku: position_from_wire(data) for sku, data in value["p"].items()},
-                value.get("d") or {}, netting)
+                value.get("d") or {}, netting, value.get("v", 0))
+            changes = self._unplaced_changes.pop(address, None)
+            if changes is not None:
+                self._load_changes(address, changes)
             for start in netting.windows():
                 self._open.setdefault(start, set()).add(address)
         elif kind == "h":
@@ -185,6 +230,17 @@ class PartitionState:
             self.inputs = {int(code): offset for code, offset in value.get("inputs", {}).items()}
             self.event_clock_ms = max(self.event_clock_ms, value.get("clock", 0))
             self._flushed_at, self._flushed_before = value.get("at", 0), value.get("since", 0)
+
+    def _load_changes(self, address: tuple[str, int], value: dict[str, Any]) -> None:
+        bucket = self.buckets.get(address)
+        if bucket is None:  # records load in any order: wait for the full record
+            self._unplaced_changes[address] = value
+            return
+        bucket.changes_stored = True  # stored, of this version or an older one: delete it with the next full record
+        if value.get("v", 0) == bucket.version:
+            bucket.apply_changes(value)
+            for start in bucket.netting.windows():
+                self._open.setdefault(start, set()).add(address)
 
     # ---- input positions -----------------------------------------------------------------------
     def expects(self, code: int) -> int | None:
@@ -376,6 +432,7 @@ class PartitionState:
         bucket = self._bucket(location_id, sku)
         bucket.positions[sku] = position
         bucket.stale.add(sku)
+        bucket.changed.add(sku)
         self._touched.add((location_id, bucket_of(sku)))
         self._dirty_positions[(sku, location_id)] = None
 
@@ -432,7 +489,15 @@ class PartitionState:
         p = self.partition
         records: list[tuple[str, str | None]] = []
         for address in sorted(self._dirty_buckets):
-            records.append((bucket_key(p, *address), self.buckets[address].to_json()))
+            bucket = self.buckets[address]
+            if bucket.rebase_due:
+                records.append((bucket_key(p, *address), bucket.to_json()))
+                if bucket.changes_stored:  # after the full record: the old changes name an older version anyway
+                    records.append((changes_key(p, *address), None))
+                    bucket.changes_stored = False
+            else:
+                records.append((changes_key(p, *address), bucket.changes_json()))
+                bucket.changes_stored = True
         for reservation_id in self._dirty_holds:
             hold = self.holds.get(reservation_id)
             records.append((hold_key(p, reservation_id), record_json(hold_to_wire(hold)) if hold else None))

@@ -11,7 +11,14 @@ after recovery:
 =================================  ==========================================================
 ``b|{p}|{location}|{bucket}``      positions of one location whose SKU hashes to ``bucket``,
                                    with the input offsets they include (``w``) and their ERP
-                                   netting (``n``: open windows, outbox, revision bookkeeping)
+                                   netting (``n``: open windows, outbox, revision bookkeeping);
+                                   ``v`` numbers this full record (0 when absent)
+``c|{p}|{location}|{bucket}``      the changes since the full record ``v`` of the same bucket:
+                                   positions and pending netting entries changed since, the
+                                   input offsets now; ignored unless ``v`` matches (the full
+                                   record is rewritten, and this one deleted, once the changes
+                                   reach half the bucket: a flush writes what changed, not the
+                                   whole bucket)
 ``h|{p}|{reservation_id}``         one hold
 ``d|{p}|{generation}``             the event ids first applied in one flush
 ``m|{p}``                          the flush marker: last generation, input offsets, when this
@@ -43,6 +50,10 @@ def bucket_of(sku: str) -> int:
 
 def bucket_key(partition: int, location_id: str, bucket: int) -> str:
     return f"b|{partition}|{location_id}|{bucket}"
+
+
+def changes_key(partition: int, location_id: str, bucket: int) -> str:
+    return f"c|{partition}|{location_id}|{bucket}"
 
 
 def hold_key(partition: int, reservation_id: str) -> str:
@@ -85,12 +96,13 @@ def _number(value: int | None) -> str:
     return "null" if value is None else str(int(value))
 
 
-def bucket_json(watermarks: dict[int, int], positions: Iterable[str], decisions: dict[str, Any] | None,
+def bucket_json(version: int, watermarks: dict[int, int], positions: Iterable[str], decisions: dict[str, Any] | None,
                 netting: str | None) -> str:
-    """A bucket record as JSON text: ``{"w": watermarks, "p": positions, "d"?: decisions, "n"?: netting}``,
-    from the kept members of ``p`` (:func:`position_entry_json`) and the netting's own JSON."""
+    """A bucket record (or the record of its changes) as JSON text: ``{"v": version, "w": watermarks,
+    "p": positions, "d"?: decisions, "n"?: netting}``, from the kept members of ``p``
+    (:func:`position_entry_json`) and the netting's own JSON."""
     marks = ",".join([f'"{code}":{offset}' for code, offset in watermarks.items()])
-    text = f'{{"w":{{{marks}}},"p":{{{",".join(positions)}}}'
+    text = f'{{"v":{version},"w":{{{marks}}},"p":{{{",".join(positions)}}}'
     if decisions:
         text += ',"d":' + record_json(decisions)
     if netting is not None:

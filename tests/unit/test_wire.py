@@ -1,5 +1,6 @@
 """State records as JSON text: what a flush writes must be exactly the JSON of the wire shapes, whether a
-bucket's positions were encoded just now or kept from an earlier flush."""
+bucket's positions were encoded just now or kept from an earlier flush, and a bucket written as records
+of changes must restore as the full record would."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from hypothesis import strategies as st
 
 from availability.model import Position
 from availability.netting import Netting
-from availability.wire import bucket_json, position_entry_json, position_to_wire
+from availability.shard import PartitionState
+from availability.wire import bucket_json, bucket_of, position_entry_json, position_to_wire
 
-from .test_netting import netted_shard
-from .test_shard import NOW, run, steps
+from .test_netting import netted_shard, restore_netted
+from .test_shard import NOW, drained, receipt, run, sale, steps, table_after
 
 ints = st.integers(-(2**53), 2**53)
 texts = st.text(max_size=20)
@@ -43,29 +45,53 @@ def test_netting_json_is_its_wire_form_after_any_changes(adds: list[tuple[str, s
 
 
 def test_a_bucket_record_has_every_part() -> None:
-    record = bucket_json({0: 3, 7: 1}, ['"A":[1,0,0,0,0,5,null,"",null,[]]'], {"R1": ["held", [], 5]}, '{"n":[]}')
-    assert orjson.loads(record) == {"w": {"0": 3, "7": 1}, "p": {"A": [1, 0, 0, 0, 0, 5, None, "", None, []]},
+    record = bucket_json(2, {0: 3, 7: 1}, ['"A":[1,0,0,0,0,5,null,"",null,[]]'], {"R1": ["held", [], 5]}, '{"n":[]}')
+    assert orjson.loads(record) == {"v": 2, "w": {"0": 3, "7": 1}, "p": {"A": [1, 0, 0, 0, 0, 5, None, "", None, []]},
                                     "d": {"R1": ["held", [], 5]}, "n": {"n": []}}
 
 
-def _bucket_records(records: list[tuple[str, Any]]) -> dict[str, Any]:
-    return {key: orjson.loads(value) for key, value in records if key.startswith("b|")}
+def _buckets(state: PartitionState) -> dict[Any, Any]:
+    return {address: (bucket.watermarks, bucket.positions, bucket.netting.to_wire())
+            for address, bucket in state.buckets.items()}
 
 
 @settings(max_examples=150, deadline=None)
-@given(history=steps(max_size=20), split=st.integers(0, 20))
-def test_a_bucket_written_from_kept_json_equals_one_encoded_afresh(history: list[Any], split: int) -> None:
-    """Flush after ``split`` steps (keeping each position's JSON), run the rest, flush again: every bucket
-    record of the second flush equals the record of a state that ran the whole history and flushed once."""
+@given(history=steps(max_size=20), cuts=st.lists(st.integers(0, 20), max_size=4))
+def test_buckets_written_as_changes_restore_as_one_full_flush(history: list[Any], cuts: list[int]) -> None:
+    """Flush after each cut (kept JSON; records of changes where they are smaller), run the rest, flush
+    again: the changelog restores every bucket as a state that ran the whole history and flushed once."""
     kept, fresh = netted_shard(), netted_shard()
-    run(kept, history[:split])
-    kept.state.drain(NOW)
-    run(kept, history[split:])
+    flushes, done = [], 0
+    for cut in [*sorted(cuts), len(history)]:
+        run(kept, history[done:cut])
+        done = max(done, cut)
+        flush = kept.state.drain(NOW)
+        flushes.append([*flush.records, flush.marker] if flush else [])
     run(fresh, history)
-    second, whole = kept.state.drain(NOW + 1), fresh.state.drain(NOW + 1)
-    records = _bucket_records(second.records if second else [])
-    expected = _bucket_records(whole.records if whole else [])
-    for key, value in records.items():
-        value.pop("d", None)  # decisions travel with the flush that took them
-        expected[key].pop("d", None)
-        assert value == expected[key]
+    once = fresh.state.drain(NOW)
+    restored = restore_netted(table_after(*flushes))
+    assert _buckets(restored) == _buckets(restore_netted([*once.records, once.marker] if once else []))
+
+
+def test_a_flush_writes_the_changes_of_a_big_bucket_and_restores_in_any_order() -> None:
+    same_bucket = [sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3][:10]
+    shard = netted_shard()
+    shard.send(receipt("S1", *((sku, 5) for sku in same_bucket)))
+    first = drained(shard.state)
+    assert [key for key, _ in first if key.startswith(("b|", "c|"))] == ["b|0|S1|3"]
+    shard.send(sale("S1", (same_bucket[0], 2)))
+    second = drained(shard.state)
+    changes = [(key, orjson.loads(value)) for key, value in second if key.startswith(("b|", "c|"))]
+    assert [(key, value["v"], list(value["p"])) for key, value in changes] == [("c|0|S1|3", 0, [same_bucket[0]])]
+    table = table_after(first, second)
+    for records in (table, table[::-1]):
+        restored = restore_netted(records)
+        assert restored.position("S1", same_bucket[0]).on_hand == 3
+        assert restored.position("S1", same_bucket[1]).on_hand == 5
+    for sku in same_bucket[1:9]:  # half the bucket changed: the full record again, the changes deleted
+        shard.send(sale("S1", (sku, 1)))
+    third = drained(shard.state)
+    assert [(key, value is None) for key, value in third if key.startswith(("b|", "c|"))] == [
+        ("b|0|S1|3", False), ("c|0|S1|3", True)]
+    restored = restore_netted(table_after(first, second, third))
+    assert [restored.position("S1", sku).on_hand for sku in same_bucket] == [3, 4, 4, 4, 4, 4, 4, 4, 4, 5]
