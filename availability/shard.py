@@ -283,34 +283,42 @@ class PartitionState:
             self._seal_touched(source)
 
     def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
+        """Every line of a leg, all or none (a count outside the horizon refuses the event). The hot path
+        of the engine: each line looks its bucket up once."""
         at = epoch_ms(event.occurred_at)
+        location_id, event_id, horizon_ms = leg.location_id, event.event_id, self.horizon_ms
+        code, offset = source
+        buckets = self.buckets
         staged: dict[str, Position] = {}
-        movements: list[tuple[str, Movements]] = []
-        location_id = leg.location_id
+        movements: list[tuple[str, tuple[str, int], Movements]] = []  # (sku, bucket address, movements)
         for sku, operation, qty in line_ops(event, leg.leg):
-            if self._replayed(location_id, sku, source):
+            address = (location_id, bucket_of(sku))
+            bucket = buckets.get(address)
+            if bucket is not None and bucket.watermarks.get(code, -1) >= offset:  # replayed: already in it
                 continue
-            current = staged.get(sku) or self.position(location_id, sku)
+            current = staged.get(sku)
+            if current is None:
+                current = bucket.positions.get(sku, EMPTY) if bucket is not None else EMPTY
             try:
-                staged[sku], moved = HANDLERS[operation](current, qty, at, event.event_id, self.horizon_ms)
+                staged[sku], moved = HANDLERS[operation](current, qty, at, event_id, horizon_ms)
             except CountOutsideHorizon as exc:
                 return Rejection("count_outside_horizon", f"{sku}: {exc}")
-            movements.append((sku, moved))
+            movements.append((sku, address, moved))
         for sku, position in staged.items():
             self._store(location_id, sku, position)
-        self._movements.extend(Movement(sku, location_id, kind, qty, at, event.event_id)
-                               for sku, moved in movements for kind, qty in moved)
-        self._net(location_id, at, movements)
-        return None
-
-    def _net(self, location_id: str, at: int, movements: list[tuple[str, Movements]]) -> None:
+        if not movements:
+            return None
         start = window_start(at, self.window_ms)
-        for sku, moved in movements:
+        for sku, address, moved in movements:
+            if not moved:
+                continue
+            netting = buckets[address].netting
             for kind, qty in moved:
-                self._bucket(location_id, sku).netting.add(sku, kind, start, qty)
-                self._open.setdefault(start, set()).add((location_id, bucket_of(sku)))
-        if movements:
-            self.event_clock_ms = max(self.event_clock_ms, at)
+                netting.add(sku, kind, start, qty)
+                self._movements.append(Movement(sku, location_id, kind, qty, at, event_id))
+            self._open.setdefault(start, set()).add(address)
+        self.event_clock_ms = max(self.event_clock_ms, at)
+        return None
 
     def _reservation(self, event: Reservation, location_id: str, source: Source, now_ms: int) -> Rejection | None:
         existing = self.holds.get(event.reservation_id)
@@ -429,11 +437,14 @@ class PartitionState:
         return bucket is not None and bucket.watermarks.get(source.code, -1) >= source.offset
 
     def _store(self, location_id: str, sku: str, position: Position) -> None:
-        bucket = self._bucket(location_id, sku)
+        address = (location_id, bucket_of(sku))
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            bucket = self.buckets[address] = _Bucket()
         bucket.positions[sku] = position
         bucket.stale.add(sku)
         bucket.changed.add(sku)
-        self._touched.add((location_id, bucket_of(sku)))
+        self._touched.add(address)
         self._dirty_positions[(sku, location_id)] = None
 
     def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position]) -> None:
