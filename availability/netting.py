@@ -67,14 +67,19 @@ def posting_id(sku: str, location_id: str, movement_type: str, window_start_ms: 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+_NOTHING = (0, 0)
+
+
 class Netting:
     """The netting of one position bucket: pending window entries, the outbox, revision bookkeeping."""
 
     __slots__ = ("_changed", "_stale", "_texts", "closed_before", "late_closes", "outbox", "pending", "rebase")
 
-    def __init__(self, pending: dict[Entry, list[int]] | None = None, outbox: list[Posting] | None = None,
+    def __init__(self, pending: dict[Entry, tuple[int, int]] | None = None, outbox: list[Posting] | None = None,
                  closed_before: int = 0, late_closes: int = 0) -> None:
-        self.pending = pending or {}  # entry → [qty, event_count]
+        # entry → (qty, event_count): tuples of ints, which the garbage collector stops tracking (lists it
+        # would scan on every collection, one per pending entry: the worker slowed down as its state grew)
+        self.pending = pending or {}
         self.outbox = outbox or []
         self.closed_before = closed_before
         self.late_closes = late_closes
@@ -88,11 +93,8 @@ class Netting:
 
     def add(self, sku: str, movement_type: str, window_start_ms: int, qty: int) -> None:
         entry = (sku, movement_type, window_start_ms)
-        totals = self.pending.get(entry)
-        if totals is None:
-            totals = self.pending[entry] = [0, 0]
-        totals[0] += qty
-        totals[1] += 1
+        total, count = self.pending.get(entry, _NOTHING)
+        self.pending[entry] = (total + qty, count + 1)
         self._stale.add(entry)
         self._changed.add(entry)
 
@@ -164,7 +166,7 @@ class Netting:
         """Restore what :meth:`changes_json` wrote on top of the record it completes."""
         for sku, kind, start, qty, count in data["n"]:
             entry = (sku, kind, int(start))
-            self.pending[entry] = [int(qty), int(count)]
+            self.pending[entry] = (int(qty), int(count))
             self._stale.add(entry)
             self._changed.add(entry)
 
@@ -180,7 +182,7 @@ class Netting:
     def from_wire(cls, data: dict[str, Any] | None) -> Netting:
         if not data:
             return cls()
-        pending = {(sku, kind, int(start)): [int(qty), int(count)] for sku, kind, start, qty, count in data["n"]}
+        pending = {(sku, kind, int(start)): (int(qty), int(count)) for sku, kind, start, qty, count in data["n"]}
         return cls(pending, [Posting(*row) for row in data["o"]], int(data["c"]), int(data["s"]))
 
 
