@@ -15,11 +15,14 @@ The movements returned are ``(movement_type, signed_qty)`` pairs for the ERP fee
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from .model import Position
 
 Movements = tuple[tuple[str, int], ...]
 Handler = Callable[[Position, int, int, str, int], tuple[Position, Movements]]
+
+_position: Callable[[tuple[Any, ...]], Position] = Position._make
 
 #: a position's log is folded (oldest entries merged into on_hand) when it grows past this
 LOG_FOLD_AT = 64
@@ -30,23 +33,23 @@ class CountOutsideHorizon(ValueError):
 
 
 def move_on_hand(position: Position, delta: int, at: int, movement: str, horizon_ms: int) -> tuple[Position, Movements]:
-    updated = max(position.updated_ms, at)
-    if position.count_ms is not None and at <= position.count_ms:
+    on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms, before = position
+    updated = updated_ms if updated_ms >= at else at
+    if count_ms is not None and at <= count_ms:
         # Covered by a later count: on_hand already reflects it. Post it with its offset.
         return position._replace(updated_ms=updated), ((movement, delta), ("adjustment", -delta))
-    if position.floor_ms is not None and at < position.floor_ms:
-        return position._replace(on_hand=position.on_hand + delta, updated_ms=updated), ((movement, delta),)
-    if position.log and position.log[-1][0] == at:  # same instant: one entry (a basket, a burst)
-        log = (*position.log[:-1], (at, position.log[-1][1] + delta))
-    else:
-        log = (*position.log, (at, delta))
-    floor = position.floor_ms
+    if floor_ms is not None and at < floor_ms:
+        return position._replace(on_hand=on_hand + delta, updated_ms=updated), ((movement, delta),)
+    same_instant = bool(before) and before[-1][0] == at  # one entry (a basket, a burst)
+    log = (*before[:-1], (at, before[-1][1] + delta)) if same_instant else (*before, (at, delta))
     if len(log) > LOG_FOLD_AT:
         cutoff = max(t for t, _ in log) - horizon_ms
         kept = tuple(entry for entry in log if entry[0] >= cutoff)
         if len(kept) < len(log):
-            log, floor = kept, cutoff if floor is None else max(floor, cutoff)
-    moved = position._replace(on_hand=position.on_hand + delta, updated_ms=updated, log=log, floor_ms=floor)
+            log, floor_ms = kept, cutoff if floor_ms is None else max(floor_ms, cutoff)
+    # built directly: ``_replace`` costs more than the rest of a line (this runs for most lines)
+    moved = _position((on_hand + delta, reserved, in_transit, damaged, safety_stock, updated, count_ms, count_id,
+                       floor_ms, log))
     return moved, ((movement, delta),)
 
 

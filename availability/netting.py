@@ -29,7 +29,9 @@ horizon after which a late event could reuse an id. A window whose movements net
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 #: movement types the ERP receives (reservations post nothing)
@@ -65,25 +67,36 @@ def posting_id(sku: str, location_id: str, movement_type: str, window_start_ms: 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+_NOTHING = (0, 0)
+
+
 class Netting:
     """The netting of one position bucket: pending window entries, the outbox, revision bookkeeping."""
 
-    __slots__ = ("closed_before", "late_closes", "outbox", "pending")
+    __slots__ = ("_changed", "_stale", "_texts", "closed_before", "late_closes", "outbox", "pending", "rebase")
 
-    def __init__(self, pending: dict[Entry, list[int]] | None = None, outbox: list[Posting] | None = None,
+    def __init__(self, pending: dict[Entry, tuple[int, int]] | None = None, outbox: list[Posting] | None = None,
                  closed_before: int = 0, late_closes: int = 0) -> None:
-        self.pending = pending or {}  # entry → [qty, event_count]
+        # entry → (qty, event_count): tuples of ints, which the garbage collector stops tracking (lists it
+        # would scan on every collection, one per pending entry: the worker slowed down as its state grew)
+        self.pending = pending or {}
         self.outbox = outbox or []
         self.closed_before = closed_before
         self.late_closes = late_closes
+        self._texts: dict[Entry, str] = {}  # entry → its JSON as of the last encoding (see to_json)
+        self._stale: set[Entry] = set(self.pending)  # entries changed since
+        self._changed: set[Entry] = set()  # pending entries changed since the last to_json (see changes_json)
+        self.rebase = False  # something only to_json carries changed: postings closed or confirmed
 
     def __bool__(self) -> bool:
         return bool(self.pending or self.outbox or self.closed_before)
 
     def add(self, sku: str, movement_type: str, window_start_ms: int, qty: int) -> None:
-        totals = self.pending.setdefault((sku, movement_type, window_start_ms), [0, 0])
-        totals[0] += qty
-        totals[1] += 1
+        entry = (sku, movement_type, window_start_ms)
+        total, count = self.pending.get(entry, _NOTHING)
+        self.pending[entry] = (total + qty, count + 1)
+        self._stale.add(entry)
+        self._changed.add(entry)
 
     def windows(self) -> set[int]:
         return {start for _, _, start in self.pending}
@@ -93,11 +106,15 @@ class Netting:
         due = sorted(entry for entry in self.pending if entry[2] < before_ms)
         if not due:
             return []
+        self.rebase = True
         late_revision = 2 + self.late_closes
         posted: list[Posting] = []
         any_late = False
         for entry in due:
             qty, count = self.pending.pop(entry)
+            self._texts.pop(entry, None)
+            self._stale.discard(entry)
+            self._changed.discard(entry)
             sku, movement_type, start = entry
             late = start < self.closed_before
             any_late = any_late or late
@@ -116,6 +133,7 @@ class Netting:
         kept = [posting for posting in self.outbox if posting.posting_id not in ids]
         changed = len(kept) != len(self.outbox)
         self.outbox = kept
+        self.rebase = self.rebase or changed
         return changed
 
     # ---- wire ----------------------------------------------------------------------------------
@@ -123,11 +141,48 @@ class Netting:
         return {"n": [[sku, kind, start, qty, count] for (sku, kind, start), (qty, count) in self.pending.items()],
                 "o": [list(posting) for posting in self.outbox], "c": self.closed_before, "s": self.late_closes}
 
+    @property
+    def changes(self) -> int:
+        """Pending entries changed since the last :meth:`to_json`."""
+        return len(self._changed)
+
+    def to_json(self) -> str:
+        """:meth:`to_wire` as JSON text. Each pending entry's JSON is kept from the last encoding and only
+        entries changed since are encoded again (a bucket record is re-written every flush)."""
+        self._encode()
+        self._changed.clear()
+        self.rebase = False
+        outbox = json.dumps([list(posting) for posting in self.outbox], separators=(",", ":")) if self.outbox else "[]"
+        entries = ",".join(map(self._texts.__getitem__, self.pending))
+        return f'{{"n":[{entries}],"o":{outbox},"c":{self.closed_before},"s":{self.late_closes}}}'
+
+    def changes_json(self) -> str:
+        """``{"n": [...]}``: only the pending entries changed since the last :meth:`to_json`, whose record
+        this one completes (:meth:`apply_changes`). Valid only while :attr:`rebase` is false."""
+        self._encode()
+        return f'{{"n":[{",".join(map(self._texts.__getitem__, self._changed))}]}}'
+
+    def apply_changes(self, data: dict[str, Any]) -> None:
+        """Restore what :meth:`changes_json` wrote on top of the record it completes."""
+        for sku, kind, start, qty, count in data["n"]:
+            entry = (sku, kind, int(start))
+            self.pending[entry] = (int(qty), int(count))
+            self._stale.add(entry)
+            self._changed.add(entry)
+
+    def _encode(self) -> None:
+        texts = self._texts
+        for entry in self._stale:
+            sku, kind, start = entry
+            qty, count = self.pending[entry]
+            texts[entry] = f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count}]"
+        self._stale.clear()
+
     @classmethod
     def from_wire(cls, data: dict[str, Any] | None) -> Netting:
         if not data:
             return cls()
-        pending = {(sku, kind, int(start)): [int(qty), int(count)] for sku, kind, start, qty, count in data["n"]}
+        pending = {(sku, kind, int(start)): (int(qty), int(count)) for sku, kind, start, qty, count in data["n"]}
         return cls(pending, [Posting(*row) for row in data["o"]], int(data["c"]), int(data["s"]))
 
 

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     store: Literal["rocksdb", "memory"] = Field("rocksdb", description="worker table store")
     batch_max: int = Field(5_000, ge=1, description="events the worker takes per batch at most")
     batch_window_ms: int = Field(20, ge=1, le=10_000, description="longest wait to fill a batch")
+    flush_interval_ms: int = Field(
+        1_000, ge=0, le=60_000,
+        description="how often the worker writes its changelog and acks its input (0: every batch); the cache is "
+                    "written every batch, and a batch that decided a reservation flushes at once",
+    )
     tick_interval_ms: int = Field(1_000, ge=50, description="hold-expiry and idle-flush tick per partition")
     fetch_wait_ms: int = Field(
         25, ge=1, le=10_000, description="longest the broker may hold a worker's fetch when no record is new"

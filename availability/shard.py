@@ -41,15 +41,18 @@ from .reservations import Hold
 from .routing import Leg, line_ops
 from .validation import Rejection
 from .wire import (
+    bucket_json,
     bucket_key,
     bucket_of,
+    changes_key,
     hold_from_wire,
     hold_key,
     hold_to_wire,
     ids_key,
     marker_key,
+    position_entry_json,
     position_from_wire,
-    position_to_wire,
+    record_json,
 )
 
 
@@ -72,10 +75,10 @@ class Movement(NamedTuple):
 
 
 class Flush(NamedTuple):
-    records: list[tuple[str, Any]]  # (key, value or None to delete), in write order
-    marker: tuple[str, Any]
-    cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last flush
-    decisions: list[Hold]
+    records: list[tuple[str, str | None]]  # (key, JSON text or None to delete), in write order
+    marker: tuple[str, str]
+    cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last snapshots()
+    decisions: list[Hold]  # to publish only once ``records`` and ``marker`` are written
     movements: list[Movement]
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
 
@@ -84,18 +87,70 @@ class _Bucket:
     """Positions of one location bucket, the input offsets they include, the hold decisions taken in
     the flush that wrote them (so a hold replayed after a crash inside that flush gets the same answer),
     the ERP netting of its positions, and the ids of the events it includes that no stored ids record
-    holds yet (``ids``: see :meth:`PartitionState.apply`)."""
+    holds yet (``ids``: see :meth:`PartitionState.apply`).
 
-    __slots__ = ("decisions", "ids", "netting", "positions", "watermarks")
+    Stored as a full record (version ``version``, -1: none stored yet) and, beside it, a record of the
+    changes since (``changed``: SKUs changed since the full record; ``changes_stored``: such a record is
+    in the changelog). ``texts`` keeps each position's JSON (:func:`availability.wire.position_entry_json`)
+    as of the last drain, ``stale`` the SKUs changed since: a drain encodes only those."""
+
+    __slots__ = ("changed", "changes_stored", "decisions", "ids", "netting", "positions", "stale", "texts",
+                 "version", "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
                  decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None,
-                 ids: set[str] | None = None):
+                 version: int = -1, ids: set[str] | None = None):
         self.watermarks = watermarks or {}
         self.positions = positions or {}
         self.decisions = decisions or {}
         self.netting = netting or Netting()
         self.ids = ids or set()
+        self.version = version
+        self.texts: dict[str, str] = {}
+        self.stale: set[str] = set(self.positions)
+        self.changed: set[str] = set()
+        self.changes_stored = False
+
+    @property
+    def rebase_due(self) -> bool:
+        """Write the full record rather than the changes: none is stored yet, what only the full record
+        carries changed (postings closed or confirmed), or the changes reach half the bucket."""
+        return (self.version < 0 or self.netting.rebase
+                or 2 * (len(self.changed) + self.netting.changes) >= len(self.positions) + len(self.netting.pending))
+
+    def to_json(self) -> str:
+        """The full record (JSON text), numbered one above the last; takes the decisions along (they travel
+        with one flush)."""
+        self._encode()
+        self.version += 1
+        self.changed.clear()
+        decisions, self.decisions = self.decisions, {}
+        return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.positions), decisions,
+                           self.netting.to_json() if self.netting else None, self.ids)
+
+    def changes_json(self) -> str:
+        """The record of the changes since the full record (cumulative: it replaces the last one)."""
+        self._encode()
+        decisions, self.decisions = self.decisions, {}
+        return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.changed), decisions,
+                           self.netting.changes_json(), self.ids)
+
+    def apply_changes(self, value: dict[str, Any]) -> None:
+        """Restore a record of changes on top of the full record it completes (same version)."""
+        self.watermarks = {int(code): offset for code, offset in value["w"].items()}
+        for sku, data in value["p"].items():
+            self.positions[sku] = position_from_wire(data)
+            self.stale.add(sku)
+            self.changed.add(sku)
+        self.decisions.update(value.get("d") or {})
+        self.netting.apply_changes(value["n"])
+        self.ids.update(value.get("i") or ())
+
+    def _encode(self) -> None:
+        texts = self.texts
+        for sku in self.stale:
+            texts[sku] = position_entry_json(sku, self.positions[sku])
+        self.stale.clear()
 
 
 class PartitionState:
@@ -124,6 +179,9 @@ class PartitionState:
         self._last_gc_ms = 0
         self.inputs: dict[int, int] = {}  # input topic code → next offset not yet consumed
         self._inputs_moved = False
+        self._unplaced_changes: dict[tuple[str, int], dict[str, Any]] = {}  # loaded before their full record
+        self._flushed_at = 0  # ``now_ms`` of the last drain (restored from the marker)
+        self._flushed_before = 0  # and of the drain before it
         self._applying: str | None = None  # the dedupe key of the event being applied
 
     # ---- reading -------------------------------------------------------------------------------
@@ -147,14 +205,20 @@ class PartitionState:
         kind, _, rest = key.split("|", 2) if key.count("|") >= 2 else (key[0], "", "")
         if value is None:
             return
-        if kind == "b":
+        if kind in ("b", "c"):
             location_id, _, bucket = rest.rpartition("|")
             address = (location_id, int(bucket))
+            if kind == "c":
+                self._load_changes(address, value)
+                return
             netting = Netting.from_wire(value.get("n"))
             self.buckets[address] = _Bucket(
                 {int(code): offset for code, offset in value["w"].items()},
                 {sku: position_from_wire(data) for sku, data in value["p"].items()},
-                value.get("d") or {}, netting, set(value.get("i") or ()))
+                value.get("d") or {}, netting, value.get("v", 0), set(value.get("i") or ()))
+            changes = self._unplaced_changes.pop(address, None)
+            if changes is not None:
+                self._load_changes(address, changes)
             for start in netting.windows():
                 self._open.setdefault(start, set()).add(address)
         elif kind == "h":
@@ -169,6 +233,18 @@ class PartitionState:
             self.generation = max(self.generation, value["generation"])
             self.inputs = {int(code): offset for code, offset in value.get("inputs", {}).items()}
             self.event_clock_ms = max(self.event_clock_ms, value.get("clock", 0))
+            self._flushed_at, self._flushed_before = value.get("at", 0), value.get("since", 0)
+
+    def _load_changes(self, address: tuple[str, int], value: dict[str, Any]) -> None:
+        bucket = self.buckets.get(address)
+        if bucket is None:  # records load in any order: wait for the full record
+            self._unplaced_changes[address] = value
+            return
+        bucket.changes_stored = True  # stored, of this version or an older one: delete it with the next full record
+        if value.get("v", 0) == bucket.version:
+            bucket.apply_changes(value)
+            for start in bucket.netting.windows():
+                self._open.setdefault(start, set()).add(address)
 
     # ---- input positions -----------------------------------------------------------------------
     def expects(self, code: int) -> int | None:
@@ -197,10 +273,10 @@ class PartitionState:
         One event can reach the partition on two inputs (its own topic, and ``ats.routed`` when a copy
         came on a wrong key), and after a crash the inputs replay in any interleaving. The ids record is
         written after the buckets, so a flush cut short can store a bucket with the event's effect but
-        not the id; the bucket record therefore carries the ids of its events until an ids record
-        holds them, and a change to a bucket that already includes the event is skipped, whichever
-        input brings the copy (each bucket on its own: the crash may have stored some of an event's
-        buckets and not others).
+        not the id; the bucket record therefore carries the ids of its events until an ids record holds
+        them, and a change to a bucket that already includes the event is skipped, whichever input brings
+        the copy (each bucket on its own: the crash may have stored some of an event's buckets and not
+        others).
         """
         key = leg.dedupe_key(event.event_id)
         if key in self.ids:
@@ -221,34 +297,43 @@ class PartitionState:
             self._applying = None
 
     def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
+        """Every line of a leg, all or none (a count outside the horizon refuses the event). The hot path
+        of the engine: each line looks its bucket up once."""
         at = epoch_ms(event.occurred_at)
+        location_id, event_id, horizon_ms = leg.location_id, event.event_id, self.horizon_ms
+        code, offset = source
+        buckets = self.buckets
         staged: dict[str, Position] = {}
-        movements: list[tuple[str, Movements]] = []
-        location_id = leg.location_id
+        movements: list[tuple[str, tuple[str, int], Movements]] = []  # (sku, bucket address, movements)
         for sku, operation, qty in line_ops(event, leg.leg):
-            if self._replayed(location_id, sku, source):
+            address = (location_id, bucket_of(sku))
+            bucket = buckets.get(address)
+            if bucket is not None and (bucket.watermarks.get(code, -1) >= offset  # replayed: already in it
+                                       or self._applying in bucket.ids):  # or taken from another input
                 continue
-            current = staged.get(sku) or self.position(location_id, sku)
+            current = staged.get(sku)
+            if current is None:
+                current = bucket.positions.get(sku, EMPTY) if bucket is not None else EMPTY
             try:
-                staged[sku], moved = HANDLERS[operation](current, qty, at, event.event_id, self.horizon_ms)
+                staged[sku], moved = HANDLERS[operation](current, qty, at, event_id, horizon_ms)
             except CountOutsideHorizon as exc:
                 return Rejection("count_outside_horizon", f"{sku}: {exc}")
-            movements.append((sku, moved))
+            movements.append((sku, address, moved))
         for sku, position in staged.items():
             self._store(location_id, sku, position)
-        self._movements.extend(Movement(sku, location_id, kind, qty, at, event.event_id)
-                               for sku, moved in movements for kind, qty in moved)
-        self._net(location_id, at, movements)
-        return None
-
-    def _net(self, location_id: str, at: int, movements: list[tuple[str, Movements]]) -> None:
+        if not movements:
+            return None
         start = window_start(at, self.window_ms)
-        for sku, moved in movements:
+        for sku, address, moved in movements:
+            if not moved:
+                continue
+            netting = buckets[address].netting
             for kind, qty in moved:
-                self._bucket(location_id, sku).netting.add(sku, kind, start, qty)
-                self._open.setdefault(start, set()).add((location_id, bucket_of(sku)))
-        if movements:
-            self.event_clock_ms = max(self.event_clock_ms, at)
+                netting.add(sku, kind, start, qty)
+                self._movements.append(Movement(sku, location_id, kind, qty, at, event_id))
+            self._open.setdefault(start, set()).add(address)
+        self.event_clock_ms = max(self.event_clock_ms, at)
+        return None
 
     def _reservation(self, event: Reservation, location_id: str, source: Source, now_ms: int) -> Rejection | None:
         existing = self.holds.get(event.reservation_id)
@@ -369,8 +454,14 @@ class PartitionState:
                                        or self._applying in bucket.ids)
 
     def _store(self, location_id: str, sku: str, position: Position) -> None:
-        self._bucket(location_id, sku).positions[sku] = position
-        self._touched.add((location_id, bucket_of(sku)))
+        address = (location_id, bucket_of(sku))
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            bucket = self.buckets[address] = _Bucket()
+        bucket.positions[sku] = position
+        bucket.stale.add(sku)
+        bucket.changed.add(sku)
+        self._touched.add(address)
         self._dirty_positions[(sku, location_id)] = None
 
     def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position]) -> None:
@@ -401,43 +492,66 @@ class PartitionState:
         return bool(self._dirty_buckets or self._dirty_holds or self._decisions or self._dropped_generations
                     or self.ids.pending or self._dirty_positions or self._inputs_moved)
 
+    @property
+    def deciding(self) -> bool:
+        """Reservation decisions wait to be published: they must be flushed before anyone sees them."""
+        return bool(self._decisions)
+
+    def snapshots(self) -> list[tuple[str, str, Position]]:
+        """``(sku, location, position)`` of every position changed since the last call (or drain): for the
+        cache, which the worker writes per batch, ahead of the changelog (snapshots are idempotent, and a
+        replay after a crash writes them again)."""
+        cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
+        self._dirty_positions = {}
+        return cache
+
+    def recent_decisions(self) -> list[Hold]:
+        """Holds decided since the flush before the last stored one (after a restart): a crash between the
+        changelog write and the publication of a flush's decisions leaves them stored but unpublished, and
+        their replay is then a duplicate that decides nothing. Publishing them again is idempotent."""
+        since = self._flushed_before - _CLOCK_SLACK_MS
+        return [hold for hold in self.holds.values() if hold.decided_ms >= since]
+
     def drain(self, now_ms: int) -> Flush | None:
-        """Everything changed since the last drain, as state records in write order, or None."""
+        """Everything changed since the last drain, as state records (JSON text) in write order, or None."""
         if not self.dirty:
             return None
         p = self.partition
-        records: list[tuple[str, Any]] = []
-        for location_id, number in sorted(self._dirty_buckets):
-            bucket = self.buckets[(location_id, number)]
-            record = {"w": {str(code): offset for code, offset in bucket.watermarks.items()},
-                      "p": {sku: position_to_wire(position) for sku, position in bucket.positions.items()}}
-            if bucket.decisions:
-                record["d"], bucket.decisions = bucket.decisions, {}
-            if bucket.netting:
-                record["n"] = bucket.netting.to_wire()
-            if bucket.ids:
-                record["i"] = sorted(bucket.ids)
-                # this flush's ids record holds them from now on; ids loaded with a torn flush stay
+        records: list[tuple[str, str | None]] = []
+        for address in sorted(self._dirty_buckets):
+            bucket = self.buckets[address]
+            if bucket.rebase_due:
+                records.append((bucket_key(p, *address), bucket.to_json()))
+                if bucket.changes_stored:  # after the full record: the old changes name an older version anyway
+                    records.append((changes_key(p, *address), None))
+                    bucket.changes_stored = False
+            else:
+                records.append((changes_key(p, *address), bucket.changes_json()))
+                bucket.changes_stored = True
+            if bucket.ids:  # this flush's ids record holds them from now on; ids loaded with a torn flush stay
                 bucket.ids = {key for key in bucket.ids if key not in self.ids}
-            records.append((bucket_key(p, location_id, number), record))
         for reservation_id in self._dirty_holds:
             hold = self.holds.get(reservation_id)
-            records.append((hold_key(p, reservation_id), hold_to_wire(hold) if hold else None))
+            records.append((hold_key(p, reservation_id), record_json(hold_to_wire(hold)) if hold else None))
         generation = self.generation + 1
         ids = self.ids.seal(generation, now_ms)
         if ids is not None:
             self.generation = generation
-            records.append((ids_key(p, generation), {"t": now_ms, "ids": ids}))
+            records.append((ids_key(p, generation), record_json({"t": now_ms, "ids": ids})))
         records.extend((ids_key(p, dropped), None) for dropped in self._dropped_generations)
-        cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
-        marker = {"generation": self.generation, "at": now_ms, "clock": self.event_clock_ms,
+        marker = {"generation": self.generation, "at": now_ms, "since": self._flushed_at, "clock": self.event_clock_ms,
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}
-        flush = Flush(records, (marker_key(p), marker), cache, self._decisions, self._movements, self._postings)
-        self._dirty_buckets, self._dirty_holds, self._dirty_positions = set(), {}, {}
+        self._flushed_before, self._flushed_at = self._flushed_at, now_ms
+        flush = Flush(records, (marker_key(p), record_json(marker)), self.snapshots(), self._decisions,
+                      self._movements, self._postings)
+        self._dirty_buckets, self._dirty_holds = set(), {}
         self._dropped_generations, self._decisions, self._movements, self._postings = [], [], [], []
         self._inputs_moved = False
         return flush
 
+
+#: wall clocks step back a little; publishing a decision twice is harmless
+_CLOCK_SLACK_MS = 5_000
 
 
 def _after(origin: tuple[int, int], source: Source) -> bool:

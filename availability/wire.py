@@ -1,24 +1,39 @@
 """Wire shapes shared by the worker and the API, as plain JSON-able structures.
 
-The processes serialize them (orjson); this module only fixes the shapes, so a field order or a key
-format is defined once. State record keys carry the owning partition, so a partition's records can be
-picked out of the table after recovery:
+The processes serialize most of them (orjson); this module fixes the shapes, so a field order or a key
+format is defined once. State records are the exception: the domain hands them over as JSON text
+(:func:`bucket_json`, :func:`record_json`), because a bucket record is re-written every flush while
+only a few of its positions changed, and the JSON of each unchanged position is kept from the flush
+before (:func:`position_entry_json`): a flush encodes what changed, not every position it writes.
+State record keys carry the owning partition, so a partition's records can be picked out of the table
+after recovery:
 
 =================================  ==========================================================
 ``b|{p}|{location}|{bucket}``      positions of one location whose SKU hashes to ``bucket``,
                                    with the input offsets they include (``w``) and their ERP
-                                   netting (``n``: open windows, outbox, revision bookkeeping)
+                                   netting (``n``: open windows, outbox, revision bookkeeping);
+                                   ``v`` numbers this full record (0 when absent)
+``c|{p}|{location}|{bucket}``      the changes since the full record ``v`` of the same bucket:
+                                   positions and pending netting entries changed since, the
+                                   input offsets now; ignored unless ``v`` matches (the full
+                                   record is rewritten, and this one deleted, once the changes
+                                   reach half the bucket: a flush writes what changed, not the
+                                   whole bucket)
 ``h|{p}|{reservation_id}``         one hold
 ``d|{p}|{generation}``             the event ids first applied in one flush
-``m|{p}``                          the flush marker: last generation and input offsets; written last
+``m|{p}``                          the flush marker: last generation, input offsets, when this
+                                   flush and the one before it were taken; written last
 =================================  ==========================================================
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import zlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from .model import Position
@@ -36,6 +51,10 @@ def bucket_of(sku: str) -> int:
 
 def bucket_key(partition: int, location_id: str, bucket: int) -> str:
     return f"b|{partition}|{location_id}|{bucket}"
+
+
+def changes_key(partition: int, location_id: str, bucket: int) -> str:
+    return f"c|{partition}|{location_id}|{bucket}"
 
 
 def hold_key(partition: int, reservation_id: str) -> str:
@@ -63,6 +82,40 @@ def position_from_wire(data: list[Any]) -> Position:
     on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms, log = data
     return Position(on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms,
                     tuple((int(t), int(d)) for t, d in log))
+
+
+def position_entry_json(sku: str, position: Position) -> str:
+    """``"sku":[...]``: one position as a member of a bucket record's ``p`` object (the JSON of
+    :func:`position_to_wire`, written by hand: this runs for every position that changed in a flush)."""
+    on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms, log = position
+    entries = ",".join([f"[{t},{d}]" for t, d in log])
+    return (f"{encode_basestring_ascii(sku)}:[{on_hand},{reserved},{in_transit},{damaged},{safety_stock},{updated_ms},"
+            f"{_number(count_ms)},{encode_basestring_ascii(count_id)},{_number(floor_ms)},[{entries}]]")
+
+
+def _number(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def bucket_json(version: int, watermarks: dict[int, int], positions: Iterable[str], decisions: dict[str, Any] | None,
+                netting: str | None, ids: set[str] | None = None) -> str:
+    """A bucket record (or the record of its changes) as JSON text: ``{"v": version, "w": watermarks,
+    "p": positions, "d"?: decisions, "n"?: netting, "i"?: event ids}``, from the kept members of ``p``
+    (:func:`position_entry_json`) and the netting's own JSON."""
+    marks = ",".join([f'"{code}":{offset}' for code, offset in watermarks.items()])
+    text = f'{{"v":{version},"w":{{{marks}}},"p":{{{",".join(positions)}}}'
+    if decisions:
+        text += ',"d":' + record_json(decisions)
+    if netting is not None:
+        text += ',"n":' + netting
+    if ids:
+        text += ',"i":[' + ",".join(map(encode_basestring_ascii, sorted(ids))) + "]"
+    return text + "}"
+
+
+def record_json(value: Any) -> str:
+    """Any other state record as JSON text (holds, ids, the marker)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def hold_to_wire(hold: Hold) -> list[Any]:

@@ -66,7 +66,7 @@ def measure(lines: int, per_message: int, partitions: int, profile: Path | None)
         "ratio": round(workload.lines / run.applying_s / plain, 4),
         "ratio_incl_start": round(workload.lines / run.total_s / plain, 4),
         "target_ratio": TARGET, "checked_skus": len(run.checked),
-        "changelog_records": records, "flushes": flushes,
+        "changelog_records": records, "flushes": flushes, "worker_tuning": rigs.tuning(),
     }
 
 
@@ -84,6 +84,8 @@ def report(figures: dict[str, Any]) -> None:
           f"flushes (markers), "
           f"{figures['changelog_records'] / figures['lines']:.3f} per line")
     print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
+    if figures["worker_tuning"]:
+        print(f"  worker settings varied: {figures['worker_tuning']}")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:

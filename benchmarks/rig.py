@@ -38,6 +38,14 @@ from .workload import Workload
 
 RESULTS = Path(".ats/bench")
 POLL_S = 0.02
+#: worker settings a run may vary (``ATS_FLUSH_INTERVAL_MS=5000 python -m benchmarks.ingest``); every other
+#: ``ATS_*`` variable of the caller is left out of the worker's environment
+TUNING = ("ATS_FLUSH_INTERVAL_MS", "ATS_BATCH_MAX", "ATS_BATCH_WINDOW_MS")
+
+
+def tuning() -> dict[str, str]:
+    """The worker settings this run varies (see :data:`TUNING`)."""
+    return {name: os.environ[name] for name in TUNING if name in os.environ}
 
 
 @dataclass
@@ -154,6 +162,7 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
                ATS_STORE="rocksdb", ATS_LOG_LEVEL="info",
                # as `ats up` runs the embedded broker: a short session keeps the group join to seconds
                ATS_SESSION_TIMEOUT_SECONDS="3", ATS_HEARTBEAT_INTERVAL_SECONDS="0.5")
+    env.update(tuning())
     (rig.root / "worker").mkdir(exist_ok=True)
     spy_bin = Path(sys.executable).parent / "py-spy"
     if profile is not None and not spy_bin.exists():

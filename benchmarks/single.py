@@ -83,7 +83,7 @@ def measure(events: int, partitions: int, profile: Path | None) -> dict[str, Any
         "ratio": round(engine / faust_rate, 3), "ratio_incl_start": round(workload.lines / run.total_s / faust_rate, 3),
         "target_ratio": TARGET, "plain_read_events_per_s": round(read_lines / read_s),
         "checked_skus": len(run.checked),
-        "changelog_records": records, "flushes": flushes,
+        "changelog_records": records, "flushes": flushes, "worker_tuning": rigs.tuning(),
     }
 
 
@@ -105,6 +105,8 @@ def report(figures: dict[str, Any]) -> None:
           f"flushes (markers), "
           f"{figures['changelog_records'] / figures['events']:.3f} per line")
     print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
+    if figures["worker_tuning"]:
+        print(f"  worker settings varied: {figures['worker_tuning']}")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:

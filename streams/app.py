@@ -109,6 +109,11 @@ def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.A
         broker_commit_interval=0.5,
         producer_acks=-1,
         producer_linger_ms=1,
+        # A flush sends thousands of state records of up to kilobytes at once, and aiokafka keeps one
+        # request in flight per broker: Faust's 16 KB batches held a few records each. A batch may now
+        # carry much of a partition's flush (the broker's default limit for a batch is 1 MB).
+        producer_max_batch_size=1_000_000,
+        producer_max_request_size=8_000_000,
         stream_buffer_maxsize=max(settings.batch_max * 2, 4096),
         stream_wait_empty=False,
         table_standby_replicas=0,

@@ -1,33 +1,49 @@
 """The engine agent: reads every input topic in batches, applies them to per-partition state in the
-domain (:class:`availability.shard.PartitionState`) and flushes each batch.
+domain (:class:`availability.shard.PartitionState`), writes the cache every batch and flushes the state
+every ``ATS_FLUSH_INTERVAL_MS``.
 
-One batch, in this order (the order is what makes at-least-once input give exactly-once effects):
+Every batch, in this order:
 
 1. **apply** every event in memory, in offset order per input partition from the offset the state
    expects next (:mod:`streams.gate`): validate, re-route legs owned by another partition, dead-letter
    what cannot be applied, decide holds;
-2. **outputs**: produce the re-routed legs and dead letters;
-3. **cache**: write the snapshot of every changed position (one hash per SKU, pipelined) and every
-   reservation decision (then publish it). Snapshots are idempotent: a replay rewrites the same values;
+2. **outputs**: produce the re-routed legs and dead letters, and wait for delivery;
+3. **cache**: write the snapshot of every position changed by the batch (one hash per SKU, pipelined),
+   ahead of the changelog: an answer is fresh within a batch, not within a flush. Snapshots are
+   idempotent: a replay after a crash writes the same values again.
+
+Then, once ``ATS_FLUSH_INTERVAL_MS`` has passed since the last flush, a **flush** of every partition
+applied to since the last one:
+
 4. **changelog**: write each partition's state records (buckets, holds, ids), then its marker, and wait
    for delivery. The marker carries the next input offset of every input the state has consumed; a
    partition's records keep their order, so a stored marker vouches for the records before it.
    Recovery reads each changelog to its true end (:mod:`streams.logreader`), also on the embedded
    broker, whose listed end offsets stop short of a multi-record batch;
-5. **postings**: send the ERP postings the flush closed to ``erp.movements`` and wait for delivery,
+5. **decisions**: write the flush's reservation decisions to the cache, then publish them. Never
+   earlier: a decision published before the changelog held the state that took it could be taken
+   differently by the replay after a crash (inputs of different topics may interleave differently);
+6. **postings**: send the ERP postings the flush closed to ``erp.movements`` and wait for delivery,
    then confirm them to the state (the next flush rewrites their buckets without them). A posting is
    sent only once the changelog holds it in its bucket's outbox: what was sent can never be decided
    differently by a replay;
-6. **ack** the batch's input events; Faust commits offsets only for what the flushed state covers.
+7. **ack** every input event the flush covers; Faust commits offsets only for what the flushed state
+   covers.
 
-A crash between any two steps replays the batch: a restarted worker resumes each input at the offset
-the recovered marker names (seeking there if Faust's committed offsets differ; a gap that opens later
-is read from the log, see :mod:`streams.gate`, and so is the tail of an input that stops
-delivering short of its end). The state records of a flush cut short carry the input offsets they
-include and the event ids they applied, so the replay neither loses nor doubles. Loading a
-partition first re-sends every posting still in an outbox (a crash between steps 4 and 5, or
-before a confirmation was written): the same ids with the same quantities, which the ERP takes
-idempotently.
+A batch that decided a reservation (a hold, a release, an expiry, a consuming sale) flushes at once and
+holds its step 3 back to step 5, so the cache shows a decision's effect on positions together with the
+decision, never before it, and a hold waits for no interval.
+
+A crash between any two steps replays from the last stored marker: a restarted worker resumes each
+input at the offset the recovered marker names (seeking there if Faust's committed offsets differ; a
+gap that opens later is read from the log, see :mod:`streams.gate`, and so is the tail of an input that
+stops delivering short of its end). What the cache showed of batches
+not yet flushed is written again by the replay. The state records of a flush cut short carry the input
+offsets they include and the event ids they applied, so the replay neither loses nor doubles. Loading
+a partition first re-sends every posting still in an outbox (a crash between steps 4 and 6, or before
+a confirmation was written): the same ids with the same quantities, which the ERP takes idempotently;
+and publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5
+stored them unpublished, and their replay is a duplicate that decides nothing).
 """
 
 from __future__ import annotations
@@ -50,7 +66,9 @@ from redis.asyncio import Redis
 
 from availability import topics, wire
 from availability.connections import redis_options
+from availability.model import Position
 from availability.netting import Posting
+from availability.reservations import Hold
 from availability.routing import legs
 from availability.settings import Settings
 from availability.shard import Flush, PartitionState, Source
@@ -81,6 +99,9 @@ class Engine:
         self.epochs = CacheEpochs(self.worker_id)  # a cache that lost positions is re-written whole
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
+        self.unflushed: dict[int, EventT[Any]] = {}  # partition → an event of it, applied since the last flush
+        self.unacked: list[EventT[Any]] = []  # events done since the last flush: acked once it is written
+        self.flushed_at = time.monotonic()
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
         self.arrived: dict[TP, float] = {}  # when a message of each input partition last arrived (monotonic)
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
@@ -106,7 +127,8 @@ class Engine:
                 await stream.ack(event)
 
     async def handle(self, events: list[EventT[Any]]) -> list[EventT[Any]]:
-        """Apply and flush one batch; returns the events to acknowledge (all but those held back)."""
+        """Apply one batch and write it to the cache; flush when due. Returns the events to acknowledge:
+        every event the flushed state covers (none when this batch did not flush)."""
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         for partition in {event.message.partition for event in events} & self._owned() - self.states.keys():
@@ -149,16 +171,42 @@ class Engine:
         # applied to a state no longer current is neither flushed nor acknowledged; its new owner replays it.
         states = {p: state for p, state in batch.states.items() if self.states.get(p) is state}
         done = [event for event in done if event.message.partition in states]
-        fresh = self.epochs.renew(states)  # before the drain, no await between: whole snapshots
-        flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
+        self.unflushed.update({p: batch.owners[p] for p in states})
+        self.unacked.extend(done)
         await self._write_outputs(batch)
-        await self._write_cache(flushes.values(), fresh)
-        await self._write_changelog(flushes, batch.owners)
+        states = {p: state for p, state in states.items() if self.states.get(p) is state}  # after the await
+        fresh = self.epochs.renew(states)  # right before the snapshots, no await between: whole partitions
+        snapshots = {p: state.snapshots() for p, state in states.items()}
+        flushes: dict[int, Flush] = {}
+        acked: list[EventT[Any]] = []
+        if any(state.deciding for state in states.values()):
+            # the cache shows a decision's effect with it, not before
+            acked, flushes = await self._flush(now_ms, snapshots, fresh)
+        else:
+            await self._write_cache(snapshots, [], fresh)
+            if time.monotonic() - self.flushed_at >= self.settings.flush_interval_ms / 1000:
+                acked, flushes = await self._flush(now_ms, {}, [])
+        await self.gate.seek_due()
+        self.metrics.batch(done, batch.dead_letters, flushes, snapshots, time.perf_counter() - started)
+        return acked
+
+    async def _flush(self, now_ms: int, snapshots: dict[int, list[tuple[str, str, Position]]], fresh: list[int],
+                     ) -> tuple[list[EventT[Any]], dict[int, Flush]]:
+        """Steps 4 to 7 for every partition applied to since the last flush (with ``snapshots`` written to
+        the cache beside the decisions); returns the events to ack, and the flushes."""
+        owners, self.unflushed = self.unflushed, {}
+        acked, self.unacked = self.unacked, []
+        self.flushed_at = time.monotonic()
+        states = {p: state for p in owners if (state := self.states.get(p)) is not None}
+        flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
+        await self._write_changelog(flushes, owners)
+        written = dict(snapshots)
+        for partition, flush in flushes.items():
+            written[partition] = [*written.get(partition, []), *flush.cache]
+        await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
-        await self.gate.seek_due()
-        self.metrics.batch(done, batch.dead_letters, flushes, time.perf_counter() - started)
-        return done
+        return acked, flushes
 
     async def _read_log(self, tp: TP, start: int, end: int) -> list[Any] | None:
         try:  # bounded: a read that hangs must fall back to seeking, never stall the partition
@@ -288,6 +336,7 @@ class Engine:
         if moves:
             await self.app.consumer.seek_wait(moves)
         state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
+        await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
         unsent = state.outbox()
         await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
         log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s; "
@@ -296,10 +345,15 @@ class Engine:
         return state
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        """What was applied of a revoked partition and not flushed is dropped, unacknowledged: whoever owns
+        the partition next replays it from the stored marker."""
         self.rebalances += 1
-        for tp in revoked:
-            self.states.pop(tp.partition, None)
-        self.epochs.forget(tp.partition for tp in revoked)
+        partitions = {tp.partition for tp in revoked}
+        for partition in partitions:
+            self.states.pop(partition, None)
+            self.unflushed.pop(partition, None)
+        self.unacked = [event for event in self.unacked if event.message.partition not in partitions]
+        self.epochs.forget(partitions)
         self.gate.reset()
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
@@ -329,20 +383,21 @@ class Engine:
         await self.app.producer.flush()
         state.confirm(postings)
 
-    async def _write_cache(self, flushes: Any, fresh: list[int]) -> None:
-        """Write the flushes' positions and decisions; a cache that does not answer is written whole
-        again once it does (:mod:`streams.cacheepoch`), never a reason to stop applying."""
-        pipe = self.cache.pipeline(transaction=False)
+    async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
+                           fresh: list[int]) -> None:
+        """Position snapshots per partition (one hash per SKU), then reservation decisions (cached, then
+        published), then the epochs of ``fresh`` partitions (written whole), in one pipeline. Decisions come
+        only from a flush whose changelog is written. A cache that does not answer is written whole again
+        once it does (:mod:`streams.cacheepoch`), never a reason to stop applying."""
+        if not any(snapshots.values()) and not decisions and not fresh:
+            return
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
         by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
-        decisions = []
-        for flush in flushes:
-            for sku, location_id, position in flush.cache:
+        for changed in snapshots.values():
+            for sku, location_id, position in changed:
                 by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
                 by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
-            decisions.extend(flush.decisions)
-        if not by_sku and not decisions and not fresh:
-            return
+        pipe = self.cache.pipeline(transaction=False)
         for sku, fields in by_sku.items():
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
         for location_id, scores in by_location.items():
@@ -363,20 +418,31 @@ class Engine:
         self.epochs.written(fresh)
 
     async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
+        """Each partition's records, then its marker, below Faust's ``Table.__setitem__``: every record goes
+        to the table's store (the local copy that ``_load`` and a kept RocksDB read) and straight to the
+        producer, and once the changelog has them all, the store learns the offset it is stored up to
+        (what Faust's own changelog callback records, so a kept RocksDB store recovers from there).
+
+        Through the table, every record took a ``send_soon``, a pass through Faust's producer buffer and
+        a wait on it, one record per event-loop turn: ~0.7 ms a record, most of a flush (py-spy)."""
         if not flushes:
             return
+        store: Any = self.table.data  # a Faust store: set_persisted_offset is not in its declared type
+        topic = self.table.changelog_topic.get_topic_name()
+        sent: dict[int, list[Any]] = {}
         for partition, flush in flushes.items():
-            with _as_partition(owners[partition]):
-                for key, value in flush.records:
-                    raw_key = key.encode()
-                    if value is None:
-                        if raw_key in self.table:
-                            del self.table[raw_key]
-                    else:
-                        self.table[raw_key] = orjson.dumps(value)
-                key, value = flush.marker  # last: it vouches for every record before it
-                self.table[key.encode()] = orjson.dumps(value)
-        await self.app.producer.flush()
+            futures = sent[partition] = []
+            with _as_partition(owners[partition]):  # the store writes to the partition of the current event
+                for key, value in [*flush.records, flush.marker]:  # the marker last: it vouches for the rest
+                    raw_key, raw = key.encode(), value.encode() if value is not None else None
+                    if raw is not None:
+                        store[raw_key] = raw
+                    elif raw_key in store:
+                        del store[raw_key]
+                    futures.append(await self.app.producer.send(topic, raw_key, raw, partition, None, None))
+        for partition, futures in sent.items():
+            delivered = await asyncio.gather(*futures)
+            store.set_persisted_offset(TP(topic, partition), max(metadata.offset for metadata in delivered))
 
     # ---- the clock -----------------------------------------------------------------------------
     async def tick(self) -> None:

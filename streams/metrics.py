@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import faust
     from faust.types import EventT
 
+    from availability.model import Position
     from availability.shard import Flush
 
     from .engine import Engine
@@ -73,9 +74,11 @@ class WorkerMetrics:
         self._written_at = self.clock()
 
     def batch(self, events: Iterable[EventT[Any]], dead_letters: list[tuple[bytes, bytes]],
-              flushes: Mapping[int, Flush], seconds: float) -> None:
-        """One flushed batch: ``events`` the ones it took in (acknowledged), ``dead_letters`` the records it
-        produced to the dead-letter topic (keyed ``topic:partition:offset`` of their origin)."""
+              flushes: Mapping[int, Flush], snapshots: Mapping[int, list[tuple[str, str, Position]]],
+              seconds: float) -> None:
+        """One batch: ``events`` the ones it took in, ``dead_letters`` the records it produced to the
+        dead-letter topic (keyed ``topic:partition:offset`` of their origin), ``flushes`` the state flushes
+        it ended with (none between flush intervals), ``snapshots`` the positions it wrote to the cache."""
         totals = self.totals
         dead = set()
         for key, value in dead_letters:
@@ -93,21 +96,26 @@ class WorkerMetrics:
             if written is not None and message.timestamp:
                 totals.freshness.observe(max(0.0, written - message.timestamp))
         for partition, flush in flushes.items():
-            self._flushed(partition, flush)
+            self._flushed(flush)
+            self._positions(partition, flush.cache)
+        for partition, changed in snapshots.items():
+            self._positions(partition, changed)
         self.batch_duration.observe(seconds)
         self.batch_size.observe(size)
         self._written_at = None
 
-    def _flushed(self, partition: int, flush: Flush) -> None:
+    def _flushed(self, flush: Flush) -> None:
         totals = self.totals
         for hold in flush.decisions:
             totals.holds[hold.status] += 1
         for posting in flush.postings:
             totals.postings[posting.movement_type] += 1
             totals.posted_units[posting.movement_type] += abs(posting.qty)
+
+    def _positions(self, partition: int, changed: list[tuple[str, str, Position]]) -> None:
         negative = self.negative.setdefault(partition, set())
         at_risk = self.at_risk.setdefault(partition, set())
-        for sku, location_id, position in flush.cache:
+        for sku, location_id, position in changed:
             where = (sku, location_id)
             if position.on_hand < 0:
                 negative.add(where)

@@ -2,9 +2,9 @@
 
 * Poison: the bad kinds the engine dead-letters (``test_engine._bad_inputs``), records the internal topic
   ``ats.routed`` cannot hold, plus generic ones on every input topic: not JSON, not an object, empty,
-  the wrong type for the topic, deeply nested JSON, a message near the 1 MiB limit and one over it. Each is dead-lettered with its reason and provenance
-  (or, over the broker's own limit, refused to the producer), nothing changes, and the next good event
-  on every topic applies.
+  the wrong type for the topic, deeply nested JSON, a message near the 1 MiB limit and one over it.
+  Each is dead-lettered with its reason and provenance (or, over the broker's own limit, refused to the
+  producer), nothing changes, and the next good event on every topic applies.
 * Offline store: two hours of one store's sales and returns arrive late, in one burst, after counts
   were taken: final on_hand follows the count rules of the contract (a movement at or before the
   latest count no longer moves on_hand; an older count changes nothing), worked out here by hand, and

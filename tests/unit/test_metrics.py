@@ -82,14 +82,14 @@ def test_a_batch_counts_events_by_type_and_result_and_freshness_when_the_cache_w
               message(topics.RECEIPTS, 0, 3, 998.0), message(topics.ROUTED, 0, 7, 999.0)]
     with worker.cache_write():
         pass
-    worker.batch(events, dead, {}, 0.02)
+    worker.batch(events, dead, {}, {}, 0.02)
     totals = worker.totals
     assert totals.events == {("sale", "applied"): 1, ("sale", "dead_letter"): 1, ("receipt", "applied"): 1}
     assert totals.dead_letters == {"invalid_json": 1}
     # written at 1000.0: ages 0.1, 0.5 and 2.0 s (the routed record is not an input)
     assert totals.freshness.count == 3
     assert totals.freshness.total == pytest.approx(2.6)
-    worker.batch([message(topics.SALES, 0, 12, 999.9)], [], {}, 0.01)  # wrote nothing to the cache
+    worker.batch([message(topics.SALES, 0, 12, 999.9)], [], {}, {}, 0.01)  # wrote nothing to the cache
     assert totals.freshness.count == 3
     assert worker.batch_size.count == 2
 
@@ -98,17 +98,17 @@ def test_a_failed_cache_write_is_counted_and_raised(worker: WorkerMetrics) -> No
     with pytest.raises(ConnectionError), worker.cache_write():
         raise ConnectionError("down")
     assert worker.totals.cache_write_errors == 1
-    worker.batch([message(topics.SALES, 0, 1, 999.0)], [], {}, 0.01)
+    worker.batch([message(topics.SALES, 0, 1, 999.0)], [], {}, {}, 0.01)
     assert worker.totals.freshness.count == 0, "nothing reached the cache"
 
 
 def test_position_gauges_follow_the_latest_snapshot_of_each_position(worker: WorkerMetrics) -> None:
     worker.engine = SimpleNamespace(states={0: None, 1: None}, worker_id="w", lags=dict)  # type: ignore[assignment]
     worker.batch([], [], {0: flush([("A", "S-1", Position(on_hand=-2)), ("B", "S-1", Position(on_hand=1, reserved=3))],
-                                   [hold("held"), hold("rejected")])}, 0.01)
+                                   [hold("held"), hold("rejected")])}, {}, 0.01)
     assert worker.position_gauges() == (1, 1)
     worker.batch([], [], {0: flush([("A", "S-1", Position(on_hand=0)), ("B", "S-1", Position(on_hand=3, reserved=3))]),
-                          1: flush([("C", "S-9", Position(on_hand=-1, reserved=1))])}, 0.01)
+                          1: flush([("C", "S-9", Position(on_hand=-1, reserved=1))])}, {}, 0.01)
     assert worker.position_gauges() == (1, 1)  # only C now, on partition 1
     worker.engine.states = {0: None}  # type: ignore[union-attr]  # partition 1 was revoked
     assert worker.position_gauges() == (0, 0)
@@ -121,7 +121,7 @@ def test_the_worker_exports_exactly_its_part_of_the_catalogue(worker: WorkerMetr
     posting = Posting("p1", "A", "S-1", "sale", -3, 0, 300_000, 1, 2)
     with worker.cache_write():
         pass
-    worker.batch([message(topics.SALES, 0, 1, 999.0)], [], {0: flush([], [], [posting])}, 0.01)
+    worker.batch([message(topics.SALES, 0, 1, 999.0)], [], {0: flush([], [], [posting])}, {}, 0.01)
     families = scraped(registry)
     assert set(families) == {m.name for m in catalogue.of_process("worker")}
     for metric in catalogue.of_process("worker"):

@@ -25,6 +25,7 @@ from availability.routing import legs
 from availability.shard import PartitionState, Source
 from availability.topics import ROUTED, TOPIC_CODE, TOPIC_FOR_TYPE
 from availability.validation import Rejection, validate_event
+from availability.wire import bucket_of
 
 DAY = 86_400_000
 HORIZON = DAY
@@ -137,8 +138,10 @@ def snapshot(state: PartitionState) -> tuple[dict[tuple[str, str], Position], di
 
 
 def through_json(value: Any) -> Any:
-    """What the changelog gives back: the drained value as JSON."""
-    return None if value is None else orjson.loads(orjson.dumps(value))
+    """What the changelog gives back: the drained record (JSON text, or a structure) parsed again."""
+    if value is None:
+        return None
+    return orjson.loads(value if isinstance(value, str) else orjson.dumps(value))
 
 
 def restore(records: list[tuple[str, Any]], partition: int = 0) -> PartitionState:
@@ -755,8 +758,10 @@ def test_records_are_drained_buckets_then_holds_then_ids() -> None:
     assert kinds == sorted(kinds, key=order.__getitem__)
     assert set(kinds) == {"b", "h", "d"}
     assert all(key.split("|")[1] == "0" for key, _ in flush.records)
-    assert flush.marker == ("m|0", {"generation": shard.state.generation, "at": NOW, "clock": T0 + 4_000,
-                                    "inputs": {str(code): offset for code, offset in shard.state.inputs.items()}})
+    key, marker = flush.marker
+    assert (key, orjson.loads(marker)) == ("m|0", {
+        "generation": shard.state.generation, "at": NOW, "since": 0, "clock": T0 + 4_000,
+        "inputs": {str(code): offset for code, offset in shard.state.inputs.items()}})
 
 
 def test_resnapshot_after_restore_rewrites_every_position_to_the_cache() -> None:
@@ -767,6 +772,39 @@ def test_resnapshot_after_restore_rewrites_every_position_to_the_cache() -> None
     flush = restored.drain(NOW)
     assert flush is not None
     assert sorted(flush.cache) == expected
+
+
+def test_snapshots_give_each_changed_position_once_ahead_of_the_drain() -> None:
+    shard = Shard()
+    shard.send(receipt("S1", ("A", 10), ("B", 2)))
+    assert sorted((sku, loc, p.on_hand) for sku, loc, p in shard.state.snapshots()) == [("A", "S1", 10),
+                                                                                      ("B", "S1", 2)]
+    assert shard.state.snapshots() == []
+    shard.send(sale("S1", ("A", 3)))
+    flush = shard.state.drain(NOW)
+    assert flush is not None
+    assert [(sku, loc, p.on_hand) for sku, loc, p in flush.cache] == [("A", "S1", 7)]  # only what is new since
+    assert {key for key, _ in flush.records if key.startswith("b|")} == {f"b|0|S1|{bucket_of('A')}",
+                                                                         f"b|0|S1|{bucket_of('B')}"}
+
+
+def test_a_decision_waits_for_the_flush_and_is_published_again_after_a_restart() -> None:
+    """A decision is published only once its flush is written; a crash in between leaves it stored but
+    unpublished, and its replay is a duplicate: a restarted state names it to publish again."""
+    shard = Shard()
+    shard.send(receipt("S1", ("A", 10)))
+    assert not shard.state.deciding
+    shard.send(hold("S1", "R1", ("A", 4)))
+    assert shard.state.deciding
+    first = drained(shard.state, NOW)
+    assert not shard.state.deciding
+    assert [h.reservation_id for h in restore(first).recent_decisions()] == ["R1"]
+    shard.send(receipt("S1", ("A", 1)))
+    second = drained(shard.state, NOW + 600_000)
+    assert [h.reservation_id for h in restore(table_after(first, second)).recent_decisions()] == ["R1"]
+    shard.send(receipt("S1", ("A", 1)))
+    third = drained(shard.state, NOW + 1_200_000)
+    assert restore(table_after(first, second, third)).recent_decisions() == []
 
 
 def test_restore_ignores_deleted_records() -> None:

@@ -1,24 +1,97 @@
-"""Dead letters stay producible whatever the poison: a payload is cut where its record could outgrow the
-producer's request limit, and the detail says where the whole message is."""
+"""State records as JSON text: what a flush writes must be exactly the JSON of the wire shapes, whether a
+bucket's positions were encoded just now or kept from an earlier flush, and a bucket written as records
+of changes must restore as the full record would."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from availability import wire
+from availability.model import Position
+from availability.netting import Netting
+from availability.shard import PartitionState
+from availability.wire import bucket_json, bucket_of, position_entry_json, position_to_wire
+
+from .test_netting import netted_shard, restore_netted
+from .test_shard import NOW, drained, receipt, run, sale, steps, table_after
+
+ints = st.integers(-(2**53), 2**53)
+texts = st.text(max_size=20)
+positions = st.builds(Position, ints, ints, ints, ints, ints, ints, st.none() | ints, texts, st.none() | ints,
+                      st.lists(st.tuples(ints, ints), max_size=5).map(tuple))
 
 
-def test_a_dead_letter_keeps_an_ordinary_payload_whole() -> None:
-    payload = '{"event_id": "e-1", "lines": []}'
-    record = wire.dead_letter("invalid_field", "lines: too short", "inventory.sales", 3, 41, payload)
-    assert record == {"reason": "invalid_field", "detail": "lines: too short", "topic": "inventory.sales",
-                      "partition": 3, "offset": 41, "payload": payload}
+@given(sku=texts, position=positions)
+def test_a_position_entry_is_the_json_of_its_wire_form(sku: str, position: Position) -> None:
+    assert orjson.loads("{" + position_entry_json(sku, position) + "}") == {sku: position_to_wire(position)}
 
 
-def test_a_huge_payload_is_cut_so_the_record_stays_under_the_producer_limit() -> None:
-    worst = "\x00" * 1_100_000  # each NUL becomes six bytes of JSON
-    record = wire.dead_letter("message_too_large", "1100000 bytes", "inventory.sales", 0, 7, worst)
-    assert len(orjson.dumps(record)) < 1_000_000
-    assert record["payload"] == worst[: wire.DEAD_LETTER_PAYLOAD_CHARS]
-    assert "inventory.sales[0]@7" in record["detail"]
-    assert record["detail"].startswith("1100000 bytes")
+@given(adds=st.lists(st.tuples(st.sampled_from(["A", "B\u00e9", 'C"']), st.sampled_from(["sale", "receipt"]),
+                               st.sampled_from([0, 20_000, 40_000]), st.integers(-5, 5)), max_size=12),
+       close_at=st.sampled_from([None, 20_000, 60_000]))
+def test_netting_json_is_its_wire_form_after_any_changes(adds: list[tuple[str, str, int, int]],
+                                                         close_at: int | None) -> None:
+    netting = Netting()
+    for index, (sku, kind, start, qty) in enumerate(adds):
+        netting.add(sku, kind, start, qty)
+        if index == len(adds) // 2:
+            netting.to_json()  # keep the entries encoded so far
+            if close_at is not None:
+                netting.close("S1", close_at, 20_000)
+    assert orjson.loads(netting.to_json()) == orjson.loads(orjson.dumps(netting.to_wire()))
+
+
+def test_a_bucket_record_has_every_part() -> None:
+    record = bucket_json(2, {0: 3, 7: 1}, ['"A":[1,0,0,0,0,5,null,"",null,[]]'], {"R1": ["held", [], 5]}, '{"n":[]}')
+    assert orjson.loads(record) == {"v": 2, "w": {"0": 3, "7": 1}, "p": {"A": [1, 0, 0, 0, 0, 5, None, "", None, []]},
+                                    "d": {"R1": ["held", [], 5]}, "n": {"n": []}}
+
+
+def _buckets(state: PartitionState) -> dict[Any, Any]:
+    return {address: (bucket.watermarks, bucket.positions, bucket.netting.to_wire())
+            for address, bucket in state.buckets.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(history=steps(max_size=20), cuts=st.lists(st.integers(0, 20), max_size=4))
+def test_buckets_written_as_changes_restore_as_one_full_flush(history: list[Any], cuts: list[int]) -> None:
+    """Flush after each cut (kept JSON; records of changes where they are smaller), run the rest, flush
+    again: the changelog restores every bucket as a state that ran the whole history and flushed once."""
+    kept, fresh = netted_shard(), netted_shard()
+    flushes, done = [], 0
+    for cut in [*sorted(cuts), len(history)]:
+        run(kept, history[done:cut])
+        done = max(done, cut)
+        flush = kept.state.drain(NOW)
+        flushes.append([*flush.records, flush.marker] if flush else [])
+    run(fresh, history)
+    once = fresh.state.drain(NOW)
+    restored = restore_netted(table_after(*flushes))
+    assert _buckets(restored) == _buckets(restore_netted([*once.records, once.marker] if once else []))
+
+
+def test_a_flush_writes_the_changes_of_a_big_bucket_and_restores_in_any_order() -> None:
+    same_bucket = [sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3][:10]
+    shard = netted_shard()
+    shard.send(receipt("S1", *((sku, 5) for sku in same_bucket)))
+    first = drained(shard.state)
+    assert [key for key, _ in first if key.startswith(("b|", "c|"))] == ["b|0|S1|3"]
+    shard.send(sale("S1", (same_bucket[0], 2)))
+    second = drained(shard.state)
+    changes = [(key, orjson.loads(value)) for key, value in second if key.startswith(("b|", "c|"))]
+    assert [(key, value["v"], list(value["p"])) for key, value in changes] == [("c|0|S1|3", 0, [same_bucket[0]])]
+    table = table_after(first, second)
+    for records in (table, table[::-1]):
+        restored = restore_netted(records)
+        assert restored.position("S1", same_bucket[0]).on_hand == 3
+        assert restored.position("S1", same_bucket[1]).on_hand == 5
+    for sku in same_bucket[1:9]:  # half the bucket changed: the full record again, the changes deleted
+        shard.send(sale("S1", (sku, 1)))
+    third = drained(shard.state)
+    assert [(key, value is None) for key, value in third if key.startswith(("b|", "c|"))] == [
+        ("b|0|S1|3", False), ("c|0|S1|3", True)]
+    restored = restore_netted(table_after(first, second, third))
+    assert [restored.position("S1", sku).on_hand for sku in same_bucket] == [3, 4, 4, 4, 4, 4, 4, 4, 4, 5]
