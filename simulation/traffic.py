@@ -48,7 +48,9 @@ class Sink:
             self.record = self.record_path.open("wb")
 
     async def send(self, topic: str, key: str, event: dict[str, Any], partition: int | None = None) -> None:
-        value = orjson.dumps(event)
+        await self.send_raw(topic, key, orjson.dumps(event), partition)
+
+    async def send_raw(self, topic: str, key: str, value: bytes, partition: int | None = None) -> None:
         self.pending.append(await self.producer.send(topic, value, key=key.encode(), partition=partition))
         if self.record is not None:
             self.record.write(value + b"\n")

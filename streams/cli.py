@@ -258,6 +258,8 @@ def main() -> None:
 
 
 # Registered last: they use the Supervisor and the helpers above.
+from .simulate import replay as _replay  # noqa: E402
 from .simulate import simulate as _simulate  # noqa: E402
 
 cli.add_command(_simulate)
+cli.add_command(_replay)

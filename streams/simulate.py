@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -144,3 +145,79 @@ def simulate(profile_name: str, seed: int, report_dir: Path | None, record: Path
         sys.exit(1)
     if result["oversell"]["count"] or result["state"]["mismatches"]:
         sys.exit(1)
+
+
+@click.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rate", type=click.FloatRange(0, min_open=True), help="events per second")
+@click.option("--speed", type=click.FloatRange(0, min_open=True),
+              help="x the gaps between the events' occurred_at (1: as they happened)")
+@click.option("--strict", is_flag=True, help="stop at the first bad line (exit 1) instead of skipping it")
+def replay(file: Path, rate: float | None, speed: float | None, strict: bool) -> None:
+    """Replay a JSON-lines file of events onto their topics (keyed by location), with a progress bar.
+
+    Every line is validated by the engine's rules; a bad line is reported with its line number and
+    skipped (--strict stops). Without --rate or --speed, as fast as possible. Produces to ATS_BROKER_URL;
+    with none configured, starts everything as `ats up` does, replays, and keeps it running until Ctrl-C.
+    `ats simulate --record FILE` writes such a file.
+    """
+    from simulation.replay import Pacing
+
+    if rate and speed:
+        raise click.UsageError("--rate and --speed exclude each other")
+    settings = _settings()
+    pacing = Pacing(rate=rate, speed=speed)
+    try:
+        if settings.broker_url:
+            failed = _replay(settings, file, pacing, strict)
+        else:
+            with product(settings, api_url=None, token=None, workers=1, tag="replay") as (running, url, _, _):
+                failed = _replay(running, file, pacing, strict)
+                if not failed:
+                    click.echo(f"replayed; the product keeps running at {url}: Ctrl-C stops everything")
+                    while True:  # until Ctrl-C (ats up's SIGTERM handler raises it too)
+                        time.sleep(3600)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    if failed:
+        sys.exit(1)
+
+
+def _replay(settings: Settings, file: Path, pacing: Any, strict: bool) -> bool:
+    """Replay with a progress bar and a report of bad lines; True when a strict replay stopped."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulation.replay import count_lines, replay
+    from simulation.traffic import Sink
+
+    console = Console()
+    total = count_lines(file)
+    columns = (TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[bad]} bad"))
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("replay", total=total, bad=0)
+        bad = 0
+
+        def seen(item: Any) -> None:
+            nonlocal bad
+            bad += hasattr(item, "reason")
+            progress.update(task, advance=1, bad=bad)
+
+        async def run() -> Any:
+            sink = Sink(settings.bootstrap_servers)
+            await sink.start()
+            try:
+                return await replay(sink, file, pacing, strict=strict, on_line=seen)
+            finally:
+                await sink.stop()
+
+        outcome = asyncio.run(run())
+    for line in outcome.bad:
+        console.print(f"{file}:{line.number}: skipped: {line.reason}: {line.detail}", markup=False, highlight=False)
+    console.print(f"replayed {outcome.events:,} events ({outcome.lines:,} lines) in {outcome.seconds:.1f} s "
+                  f"({pacing.describe()}); {len(outcome.bad)} bad line(s)", markup=False, highlight=False)
+    if outcome.stopped_at is not None:
+        console.print(f"--strict: stopped at line {outcome.stopped_at}", markup=False, highlight=False)
+        return True
+    return False
