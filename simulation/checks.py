@@ -21,15 +21,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from availability import topics
 
+from .day import MOVEMENT_KINDS
 from .metrics import summary
 
 if TYPE_CHECKING:
     from .run import Run
 
 FIELDS = ("on_hand", "reserved", "in_transit", "damaged", "safety_stock")
-#: the day's own on-hand movements (what the ERP would receive raw); seeds, probes, sentinels excluded
-MOVEMENT_KINDS = ("pos_sale", "late_sale", "ecom_sale", "return", "receipt_store", "receipt_dc",
-                  "transfer_shipped", "transfer_received", "count_cycle")
 ON_HAND_TYPES = ("sale", "return", "receipt", "transfer_out", "transfer_in", "adjustment")
 
 

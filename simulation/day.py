@@ -30,6 +30,10 @@ from .book import Book
 from .profiles import Profile
 
 MAX_LINES = 1_000
+#: the kinds of event that are the day's own on-hand movements (what the ERP would receive raw);
+#: opening stock, policies, duplicates, probes and sentinels are not
+MOVEMENT_KINDS = ("pos_sale", "late_sale", "ecom_sale", "return", "receipt_store", "receipt_dc",
+                  "transfer_shipped", "transfer_received", "count_cycle")
 
 
 class Produce(NamedTuple):
