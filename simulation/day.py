@@ -524,10 +524,13 @@ class Day:
         return max((entry[0] for entry in self._queue if entry[2] == "expiry"), default=0.0)
 
     def settle(self) -> None:
-        """Book every expiry still due (after :meth:`close`, once the engine has had time to expire them)."""
+        """Book every expiry still due (after :meth:`close`, once the engine has had time to expire them).
+        Nothing else is left to run: a checkout or release decided after the close never happens."""
         out: list[Any] = []
         while self._queue:
-            self._run(out, heapq.heappop(self._queue)[3])
+            _, _, kind, action = heapq.heappop(self._queue)
+            if kind == "expiry":
+                self._run(out, action)
 
     def hold_outcomes(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {"ordinary": defaultdict(int), "doorbuster": defaultdict(int)}

@@ -182,3 +182,20 @@ def test_ordinary_holds_stay_within_the_stock_believed_free() -> None:
     for (location, _), position in day.book.positions.items():
         if location in day.dcs:
             assert position.reserved <= position.on_hand - position.safety_stock
+
+
+def test_a_hold_decided_after_the_close_stays_held_and_its_checkout_never_happens() -> None:
+    day = Day(SMOKE, seed=1, tag="t", start_ms=START_MS)
+    day.seed()
+    day.open_stores()
+    day.advance(1.0, 100)
+    requests = [r for r in day.holds(20, 1.0) if day.holds_by_id[r.reservation_id].plan != "expire"]
+    assert requests
+    day.close(2.0)
+    for request in requests:  # answers still in flight when the load ended
+        day.decided(request.reservation_id, "held", 2.5, 2.5 + request.ttl_seconds)
+    day.settle()
+    held: Counter[tuple[str, str]] = Counter()
+    for request in requests:
+        held.update({(request.location_id, sku): qty for sku, qty in request.lines})
+    assert {key: day.book.positions[key].reserved for key in held} == dict(held)
