@@ -23,6 +23,8 @@ def build(run: Any, checked: dict[str, Any], *, seed: int, stack: str) -> dict[s
     lines = metrics.lines
     applied_s = drain["applied_s"]
     lags = [records for _, records in metrics.lag]
+    left = metrics.lag[-1][1] if metrics.lag and not drain["drained"] else 0
+    drain_rate = _falling(metrics.lag, load_s)
     return {
         "profile": day.profile.as_dict(),
         "run": {"tag": day.tag, "seed": seed, "stack": stack, "api": run.target.api_url,
@@ -40,11 +42,17 @@ def build(run: Any, checked: dict[str, Any], *, seed: int, stack: str) -> dict[s
             "applied_lines_per_s": round(lines / applied_s) if applied_s else None,
             "load_s": load_s, "all_applied_at_s": applied_s, "drained": drain["drained"],
             "behind_at_load_end_s": round(applied_s - load_s, 2) if applied_s else None,
+            # not drained: what the lag says instead (records are messages: x the mean lines per message)
+            "lag_left_records": left,
+            "drain_records_per_s": drain_rate,
+            "estimated_drain_left_s": round(left / drain_rate) if left and drain_rate else None,
+            "applied_lines_per_s_from_lag": _applied_from_lag(metrics),
         },
         "lag": {"max_records": max(lags, default=None), "at_load_end_records": _lag_at(metrics.lag, load_s),
                 "samples": len(lags)},
+        # probes never seen are not in the percentiles: the oldest one unseen says how stale the answers were
         "freshness": {"probes_sent": metrics.probes_sent, "probes_seen": run.probes_seen,
-                      **summary(metrics.freshness)},
+                      "oldest_unseen_ms": run.oldest_unseen_ms(), **summary(metrics.freshness)},
         "api": {"reads": {**summary(metrics.reads), "rps": round(len(metrics.reads) / load_s, 1) if load_s else None,
                           "http_status": {str(k): v for k, v in sorted(metrics.read_status.items())},
                           "skipped_client_busy": metrics.reads_skipped}},
@@ -55,6 +63,23 @@ def build(run: Any, checked: dict[str, Any], *, seed: int, stack: str) -> dict[s
         "series": metrics.series(max(load_s, applied_s or 0)),
         "lag_series": metrics.lag,
     }
+
+
+def _falling(samples: list[tuple[float, int]], since: float) -> float | None:
+    """Records/s the lag fell after ``since`` (the load's end): the engine's pace with nothing new coming."""
+    after = [(t, records) for t, records in samples if t >= since]
+    if len(after) < 2 or after[-1][0] <= after[0][0]:
+        return None
+    return round((after[0][1] - after[-1][1]) / (after[-1][0] - after[0][0]), 1)
+
+
+def _applied_from_lag(metrics: Any) -> int | None:
+    """Lines/s applied over the run, from the last lag sample: (messages produced - lag) x lines/message."""
+    if not metrics.lag or not metrics.messages:
+        return None
+    at, behind = metrics.lag[-1]
+    applied = max(0, metrics.messages - behind)
+    return round(applied * metrics.lines / metrics.messages / at) if at > 0 else None
 
 
 def _lag_at(samples: list[tuple[float, int]], at: float) -> int | None:
@@ -153,9 +178,10 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                            f"over {tp['load_s']} s"),
         ("lines/s target (mean) / produced", f"{tp['target_lines_per_s']:,} / {tp['produced_lines_per_s']:,}"),
         ("lines/s applied (whole run)", f"{tp['applied_lines_per_s']:,}" if tp["applied_lines_per_s"] else
-         "not drained"),
+         f"not drained; ~{_n(tp['applied_lines_per_s_from_lag'])} from the lag"),
         ("all applied", f"{tp['all_applied_at_s']} s ({tp['behind_at_load_end_s']} s after the load ended)"
-         if tp["drained"] else "NO: the engine had not caught up at the drain timeout"),
+         if tp["drained"] else f"NO: {_n(tp['lag_left_records'])} records behind at the drain timeout, falling "
+                               f"{tp['drain_records_per_s']}/s (~{_n(tp['estimated_drain_left_s'])} s more)"),
         ("consumer lag", f"max {_n(report['lag']['max_records'])} records, "
                          f"{_n(report['lag']['at_load_end_records'])} at load end"),
         ("freshness (probe → API)", ms(fresh) + f", {fresh['probes_seen']}/{fresh['probes_sent']} seen"),
@@ -163,12 +189,15 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("hold decisions POST /v1/reservations", ms(holds["decision_latency"])),
         ("holds, ordinary", counts("ordinary")),
         ("holds, doorbusters", counts("doorbuster")),
-        ("oversell", f"{over['count']}"),
-        ("positions vs arithmetic", f"{state['mismatches']} of {state['positions_checked']:,} differ"),
+        ("oversell", f"{over['count']}" + ("" if over["final_state_checked"] else
+                                           " (doorbuster decisions only: final state not checked)")),
+        ("positions vs arithmetic", f"{state['mismatches']} of {state['positions_checked']:,} differ"
+         if state["checked"] else state["reason"]),
         ("ERP netting ratio (lines ÷ postings)",
          f"{erp['netting_ratio']} ({erp['raw_lines']:,} lines, {erp['postings']:,} postings, "
-         f"{erp['revisions']:,} revisions)"),
-        ("ERP conservation", f"{erp['conservation_mismatches']} positions where Σ postings ≠ on_hand"),
+         f"{erp['revisions']:,} revisions)" if erp["checked"] else erp["reason"]),
+        ("ERP conservation", f"{erp['conservation_mismatches']} positions where Σ postings ≠ on_hand"
+         if erp["checked"] else "not checked"),
     ]
 
 

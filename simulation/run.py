@@ -96,7 +96,8 @@ class Run:
         for produce in seeds:
             await self.sink.send(produce.topic, produce.key, produce.event)
         sentinels = await self._sentinels("seed", self.day.start_ms - 1000)
-        await self._until_applied(sentinels, "seeding", within_s=self.drain_timeout_s)
+        if await self._until_applied(sentinels, "seeding", within_s=max(300.0, self.drain_timeout_s)) is None:
+            raise RuntimeError("the opening stock was not applied in time: is a worker running?")
 
     async def _load(self) -> None:
         duration = self.profile.duration_s
@@ -264,6 +265,11 @@ class Run:
             "read_p99": _p(second.reads if second else [], 0.99), "hold_p99": _p(second.holds if second else [], 0.99),
             "fresh": _p(second.freshness if second else [], 0.5),
         }
+
+    def oldest_unseen_ms(self) -> float | None:
+        if self.probes_seen >= len(self.probes):
+            return None
+        return round((self.now() - self.probes[self.probes_seen]) * 1000, 1)
 
     # ---- drain ------------------------------------------------------------------------------------
     async def _drain(self) -> dict[str, Any]:
