@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -160,11 +161,10 @@ def hold_report(run: Run) -> dict[str, Any]:
         "not_asked_out_of_stock": run.day.mix.get("hold_not_asked", [0])[0],
         "http_status": {str(k): v for k, v in sorted(metrics.hold_status.items())},
         "outcomes": run.day.hold_outcomes(),
-        "decision_latency": summary(metrics.holds), "release_latency": summary(metrics.releases),
+        "decision_latency": summary(metrics.holds), "answer_latency": summary(metrics.hold_answers),
+        "release_latency": summary(metrics.releases),
     }
 
 
 def _epoch_ms(rfc3339: str) -> int:
-    from datetime import datetime
-
     return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)

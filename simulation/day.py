@@ -76,6 +76,8 @@ class Day:
     def __init__(self, profile: Profile, *, seed: int, tag: str, start_ms: int) -> None:
         self.profile = profile
         self.rng = random.Random(seed)
+        #: holds draw from their own stream: how fast the API answers does not change the stores' traffic
+        self.hold_rng = random.Random(seed * 7_919 + 1)
         self.tag = tag
         self.start_ms = start_ms
         self.book = Book()
@@ -416,18 +418,18 @@ class Day:
         requests = []
         flash_share = self.profile.flash_hold_share if self.profile.spike(now_s / self.profile.duration_s) > 1 else 0
         for _ in range(count):
-            location = self.rng.choice(self.dcs)
-            flash = bool(self.flash) and self.rng.random() < flash_share
+            location = self.hold_rng.choice(self.dcs)
+            flash = bool(self.flash) and self.hold_rng.random() < flash_share
             if flash:
-                lines: tuple[tuple[str, int], ...] = ((self.rng.choice(self.flash), self.rng.randint(1, 2)),)
+                lines: tuple[tuple[str, int], ...] = ((self.hold_rng.choice(self.flash), self.hold_rng.randint(1, 2)),)
             else:
-                wanted = [(catalog.sku(rank), 1 if self.rng.random() < 0.9 else 2)
-                          for rank in self.zipf.distinct(self.rng, self.rng.randint(1, 3))]
+                wanted = [(catalog.sku(rank), 1 if self.hold_rng.random() < 0.9 else 2)
+                          for rank in self.zipf.distinct(self.hold_rng, self.hold_rng.randint(1, 3))]
                 lines = tuple((sku, qty) for sku, qty in wanted if self.book.free((location, sku)) >= qty)
                 if not lines:
                     self.mix["hold_not_asked"][0] += 1
                     continue
-            roll = self.rng.random()
+            roll = self.hold_rng.random()
             plan = "sell" if roll < self.profile.hold_sold else (
                 "release" if roll < self.profile.hold_sold + self.profile.hold_released else "expire")
             ttl = self.profile.expiring_ttl_s if plan == "expire" else self.profile.hold_ttl_s
@@ -438,11 +440,12 @@ class Day:
         return requests
 
     def decided(self, rid: str, status: str, now_s: float, expires_s: float | None = None) -> None:
-        """The API's answer to a hold: ``held`` (with its expiry, run time), ``rejected``, or ``unknown``
-        (never decided, as far as the simulator could learn: its positions' reserved cannot be known)."""
+        """The API's answer to a hold: ``held`` (with its expiry, run time), ``rejected``, ``refused`` (a 4xx:
+        never produced), or ``unknown`` (never decided, as far as the simulator could learn: its positions'
+        reserved cannot be known)."""
         hold = self.holds_by_id[rid]
         hold.status = status
-        if status == "rejected":
+        if status in ("rejected", "refused"):
             self.book.claim(hold.location, hold.lines, -1)
             return
         if status != "held":
@@ -453,9 +456,9 @@ class Day:
             for sku, qty in hold.lines:
                 self.book.flash[(hold.location, sku)].accepted.append((now_s, qty, rid))
         if hold.plan == "sell":
-            self._later(now_s + self.rng.uniform(0.3, 4.0), self._checkout(hold), "checkout")
+            self._later(now_s + self.hold_rng.uniform(0.3, 4.0), self._checkout(hold), "checkout")
         elif hold.plan == "release":
-            self._later(now_s + self.rng.uniform(0.5, 6.0), Release(rid), "release")
+            self._later(now_s + self.hold_rng.uniform(0.5, 6.0), Release(rid), "release")
         elif expires_s is not None:
             self._later(expires_s, self._expiry(hold, expires_s), "expiry")
 

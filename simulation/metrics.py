@@ -47,7 +47,8 @@ class Metrics:
         self.reads: list[float] = []
         self.read_status: dict[int, int] = defaultdict(int)
         self.reads_skipped = 0
-        self.holds: list[float] = []
+        self.holds: list[float] = []  # decided: 201 held, 409 rejected
+        self.hold_answers: list[float] = []  # every answer, 504 (no decision in time) included
         self.hold_status: dict[int, int] = defaultdict(int)
         self.releases: list[float] = []
         self.holds_skipped = 0
@@ -55,7 +56,8 @@ class Metrics:
         self.probes_sent = 0
         self.lines = 0
         self.messages = 0
-        self.lag: list[tuple[float, int]] = []  # (run time, records behind, Σ over workers)
+        self.lag: list[tuple[float, int]] = []  # (run time, records produced and not committed by the engine)
+        self.heartbeat_lag: list[tuple[float, int]] = []  # (run time, Σ lag the workers' heartbeats report)
 
     def produced(self, at: float, lines: int) -> None:
         second = self.seconds[int(at)]
@@ -74,6 +76,7 @@ class Metrics:
 
     def hold(self, at: float, ms: float, status: int) -> None:
         self.hold_status[status] += 1
+        self.hold_answers.append(ms)
         if status in (201, 409):
             self.holds.append(ms)
             self.seconds[int(at)].holds.append(ms)

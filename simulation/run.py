@@ -20,6 +20,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -31,7 +32,7 @@ from availability.routing import location_on
 from . import catalog, checks
 from .day import Day, HoldRequest, Produce, Release, stamp
 from .metrics import Metrics
-from .traffic import Api, Sink, Target
+from .traffic import Api, Committed, Sink, Target
 
 SLICE_S = 0.05
 SENTINEL_TOPICS = (topics.SALES, topics.RETURNS, topics.RECEIPTS, topics.TRANSFERS, topics.ADJUSTMENTS,
@@ -58,6 +59,7 @@ class Run:
         self.hold_slots = 0
         self.in_flight = {"reads": 0, "holds": 0}
         self.cache: Redis | None = None
+        self.committed: Committed
         self.api: Api | None = None
         self.timings: dict[str, float] = {}
         self.probe_location = f"{day.tag}-probe"
@@ -72,7 +74,9 @@ class Run:
     async def execute(self) -> dict[str, Any]:
         self.cache = Redis.from_url(self.target.redis_url)
         self.api = Api(self.target.api_url, self.target.token)
+        self.committed = Committed(self.target.bootstrap, topics.APP_ID)  # Faust's group id is the app id
         await self.sink.start()
+        await self.committed.start()
         try:
             clock = time.monotonic()
             await self._seed()
@@ -89,6 +93,7 @@ class Run:
             await self.sink.stop()
             await self.api.close()
             await self.cache.aclose()
+            await self.committed.stop()
 
     async def _seed(self) -> None:
         seeds = self.day.seed() + self.day.open_stores()
@@ -103,14 +108,15 @@ class Run:
         duration = self.profile.duration_s
         for task in (self._reads(), self._probe(), self._poll_probe(), self._sample()):
             self._spawn(task, self.background)
-        target_lines = target_holds = 0.0
+        target_lines = target_holds = last = 0.0
         tick = 0
         while (now := self.now()) < duration:
             tick += 1
-            rate = self.profile.rate(now / duration)
-            target_lines += self.profile.lines_per_s * rate * SLICE_S
-            target_holds += self.profile.holds_per_s * rate * SLICE_S
-            self.metrics.seconds[int(now)].target_lines += self.profile.lines_per_s * rate * SLICE_S
+            # the targets follow the wall clock: a slice that comes late owes the time it missed
+            rate, elapsed, last = self.profile.rate(now / duration), now - last, now
+            target_lines += self.profile.lines_per_s * rate * elapsed
+            target_holds += self.profile.holds_per_s * rate * elapsed
+            self.metrics.seconds[int(now)].target_lines += self.profile.lines_per_s * rate * elapsed
             for item in self.day.advance(now, int(target_lines)):
                 await self._dispatch(item)
             due = int(target_holds) - self.hold_slots
@@ -144,10 +150,13 @@ class Run:
             status, body, ms = await self.api.hold(request.reservation_id, request.location_id, request.lines,
                                                    request.ttl_seconds)
             self.metrics.hold(self.now(), ms, status)
-            if status not in (201, 409):  # 504: produced, decided later; ask for it
+            if status in (503, 504, 599):  # perhaps produced, decided later: ask for it
                 status, body = await self._decision(request.reservation_id)
         finally:
             self.in_flight["holds"] -= 1
+        if 400 <= status < 500 and status != 409:  # refused by the API: nothing was produced
+            self.day.decided(request.reservation_id, "refused", self.now())
+            return
         self._decided(request.reservation_id, body if status in (201, 409, 200) else None)
 
     async def _decision(self, reservation_id: str, attempts: int = 40) -> tuple[int, Any]:
@@ -170,8 +179,6 @@ class Run:
             self.day.decided(reservation_id, "held", now, self._run_time(expires) if expires else None)
 
     def _run_time(self, rfc3339: str) -> float:
-        from datetime import datetime
-
         epoch = datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
         return epoch - time.time() + self.now()
 
@@ -234,18 +241,26 @@ class Run:
             await asyncio.sleep(0.02)
 
     async def _sample(self) -> None:
-        """Every second: consumer lag from the workers' heartbeats, and the live figures."""
+        """Every second: consumer lag (what this run produced beyond the engine group's commits, and what
+        the workers' heartbeats say), and the live figures."""
         while True:
             await asyncio.sleep(1.0)
             lag = await self.lag()
             now = self.now()
             if lag is not None:
                 self.metrics.lagged(now, lag)
+            if (beats := await self.heartbeat_lag()) is not None:
+                self.metrics.heartbeat_lag.append((round(now, 2), beats))
             self.on_progress("load" if not self._stop.is_set() else "drain",
                              min(1.0, now / self.profile.duration_s), self.live_stats(now, lag))
 
     async def lag(self) -> int | None:
-        """Σ records behind over the workers whose heartbeat is fresh (None: no heartbeat)."""
+        """Records this run produced that the engine's group has not committed (None: no answer)."""
+        return await self.committed.lag(self.sink.ends)
+
+    async def heartbeat_lag(self) -> int | None:
+        """Σ records behind over the workers whose heartbeat is fresh (None: no heartbeat). A worker knows
+        the high watermarks only as far as it has fetched: an overloaded one under-reports."""
         assert self.cache is not None
         total, fresh = 0, False
         async for key in self.cache.scan_iter(match=topics.HEARTBEAT_PREFIX + "*", count=100):

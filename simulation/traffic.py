@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Sink:
         self.pending: list[asyncio.Future[Any]] = []
         self.record_path = record
         self.record: IO[bytes] | None = None
+        #: (topic, partition) → the next offset after the last record this sink produced there: the true
+        #: end of what it wrote (the embedded broker's listed end offsets stop short of a multi-record batch)
+        self.ends: dict[tuple[str, int], int] = {}
 
     async def start(self) -> None:
         await self.producer.start()
@@ -51,11 +55,19 @@ class Sink:
         await self.send_raw(topic, key, orjson.dumps(event), partition)
 
     async def send_raw(self, topic: str, key: str, value: bytes, partition: int | None = None) -> None:
-        self.pending.append(await self.producer.send(topic, value, key=key.encode(), partition=partition))
+        future = await self.producer.send(topic, value, key=key.encode(), partition=partition)
+        future.add_done_callback(self._ended)
+        self.pending.append(future)
         if self.record is not None:
             self.record.write(value + b"\n")
         if len(self.pending) >= self.window:
             await self.settle()
+
+    def _ended(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            sent = future.result()
+            key = (sent.topic, sent.partition)
+            self.ends[key] = max(self.ends.get(key, 0), sent.offset + 1)
 
     async def settle(self) -> None:
         pending, self.pending = self.pending, []
@@ -69,6 +81,30 @@ class Sink:
             await self.producer.stop()
             if self.record is not None:
                 self.record.close()
+
+
+class Committed:
+    """How far the engine's consumer group has committed on each partition (OffsetFetch for the group,
+    without joining it): the lag of what this run produced = its end offsets - the group's commits."""
+
+    def __init__(self, bootstrap: list[str], group: str) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def lag(self, ends: dict[tuple[str, int], int]) -> int | None:
+        behind = 0
+        try:
+            for (topic, partition), end in list(ends.items()):
+                committed = await self.consumer.committed(TopicPartition(topic, partition))
+                behind += max(0, end - (committed or 0))
+        except KafkaError:
+            return None
+        return behind
 
 
 class Api:

@@ -44,7 +44,8 @@ async def _ats(cluster: Cluster, *args: str, timeout: float) -> tuple[int, str]:
 
 async def test_simulate_smoke_writes_the_report_and_charts_with_no_oversell(engine: Cluster, tmp_path: Path) -> None:
     report_dir, record = tmp_path / "report", tmp_path / "day.jsonl"
-    async with serve(settings_for(engine.broker_url, engine.redis_url)) as client:
+    # a hold waits up to 20 s for its decision: a busy shared machine must not turn the run into 504s
+    async with serve(settings_for(engine.broker_url, engine.redis_url, hold_timeout_ms="20000")) as client:
         code, out = await _ats(engine, "simulate", "--profile", "smoke", "--duration", "15", "--report",
                                str(report_dir), "--record", str(record), "--api", str(client.make_url("")),
                                "--token", RESERVER, timeout=240)
@@ -63,8 +64,9 @@ async def test_simulate_smoke_writes_the_report_and_charts_with_no_oversell(engi
     assert report["api"]["reads"]["p99_ms"] is not None
     assert report["holds"]["asked"] > 20
     assert report["holds"]["decision_latency"]["p99_ms"] is not None
-    outcomes = report["holds"]["outcomes"]["ordinary"]
-    assert {"sold", "released", "expired"} <= set(outcomes), outcomes
+    outcomes = report["holds"]["outcomes"]
+    assert sum(n for kind in outcomes.values() for n in kind.values()) == report["holds"]["asked"], outcomes
+    assert outcomes["ordinary"].get("sold"), outcomes  # checkouts named their holds
     assert report["erp"]["postings"] > 0
     assert report["erp"]["netting_ratio"] >= 1
     assert report["erp"]["conservation_mismatches"] == 0, report["erp"]["conservation_examples"]
