@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from simulation.catalog import Zipf
-from simulation.day import Day, HoldRequest, Produce
+from simulation.day import MOVEMENT_KINDS, Day, HoldRequest, Produce
 from simulation.offline import play
 from simulation.profiles import PROFILES, Spike
 
@@ -199,3 +199,13 @@ def test_a_hold_decided_after_the_close_stays_held_and_its_checkout_never_happen
     for request in requests:
         held.update({(request.location_id, sku): qty for sku, qty in request.lines})
     assert {key: day.book.positions[key].reserved for key in held} == dict(held)
+
+
+def test_the_netting_benchmark_counts_the_days_own_lines_and_postings() -> None:
+    from benchmarks import erp
+
+    figures = erp.peak_day("smoke")
+    produced, _ = play(Day(SMOKE, seed=1, tag="bench", start_ms=int(erp.PEAK_START.timestamp() * 1000)))
+    day_lines = sum(p.lines for p in produced if p.kind in MOVEMENT_KINDS)
+    assert figures["raw_lines"] == day_lines  # opening stock and duplicates are not the day's movements
+    assert 1 < figures["netting_ratio"] < 3
