@@ -6,6 +6,7 @@ Latencies are kept whole (a 120 s run holds a few hundred thousand floats): perc
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,6 @@ def summary(values: list[float], digits: int = 1) -> dict[str, Any]:
 class Second:
     """One wall second of the run."""
 
-    target_lines: float = 0.0
     lines: int = 0  # lines produced (duplicates included: the engine reads them)
     messages: int = 0
     reads: list[float] = field(default_factory=list)
@@ -91,13 +91,13 @@ class Metrics:
         self.lag.append((round(at, 2), records))
         self.seconds[int(at)].lag = records
 
-    def series(self, until: float) -> list[dict[str, Any]]:
-        """One row per second, from 0 to ``until``."""
+    def series(self, until: float, target: Callable[[float], float]) -> list[dict[str, Any]]:
+        """One row per second, from 0 to ``until``; ``target``: lines/s the profile asks for at a run time."""
         rows = []
         for index in range(int(until) + 1):
             second = self.seconds.get(index, Second())
             rows.append({
-                "t": index, "target_lines_per_s": round(second.target_lines), "lines_per_s": second.lines,
+                "t": index, "target_lines_per_s": round(target(index + 0.5)), "lines_per_s": second.lines,
                 "messages_per_s": second.messages, "reads_per_s": len(second.reads), "holds_per_s": len(second.holds),
                 "read_p50_ms": _round(percentile(second.reads, 0.5)),
                 "read_p99_ms": _round(percentile(second.reads, 0.99)),

@@ -63,7 +63,9 @@ def build(run: Any, checked: dict[str, Any], *, seed: int, stack: str) -> dict[s
         "oversell": checked["oversell"],
         "state": checked["state"],
         "erp": checked["erp"],
-        "series": metrics.series(max(load_s, applied_s or 0)),
+        "series": metrics.series(max(load_s, applied_s or 0), lambda t: (
+            day.profile.lines_per_s * day.profile.rate(t / day.profile.duration_s)
+            if t < day.profile.duration_s else 0.0)),
         "lag_series": metrics.lag,
         "heartbeat_lag_series": metrics.heartbeat_lag,
     }

@@ -116,7 +116,6 @@ class Run:
             rate, elapsed, last = self.profile.rate(now / duration), now - last, now
             target_lines += self.profile.lines_per_s * rate * elapsed
             target_holds += self.profile.holds_per_s * rate * elapsed
-            self.metrics.seconds[int(now)].target_lines += self.profile.lines_per_s * rate * elapsed
             for item in self.day.advance(now, int(target_lines)):
                 await self._dispatch(item)
             due = int(target_holds) - self.hold_slots
@@ -275,7 +274,9 @@ class Run:
     def live_stats(self, now: float, lag: int | None) -> dict[str, Any]:
         second = self.metrics.seconds.get(int(now) - 1)
         return {
-            "target": round(second.target_lines) if second else 0, "lines": second.lines if second else 0,
+            "target": round(self.profile.lines_per_s * self.profile.rate(min(1.0, max(0.0, now - 1)
+                                                                             / self.profile.duration_s))),
+            "lines": second.lines if second else 0,
             "lag": lag, "reads": len(second.reads) if second else 0, "holds": len(second.holds) if second else 0,
             "read_p99": _p(second.reads if second else [], 0.99), "hold_p99": _p(second.holds if second else [], 0.99),
             "fresh": _p(second.freshness if second else [], 0.5),

@@ -97,14 +97,13 @@ class Committed:
         await self.consumer.stop()
 
     async def lag(self, ends: dict[tuple[str, int], int]) -> int | None:
-        behind = 0
+        wanted = list(ends.items())
         try:
-            for (topic, partition), end in list(ends.items()):
-                committed = await self.consumer.committed(TopicPartition(topic, partition))
-                behind += max(0, end - (committed or 0))
+            answers = await asyncio.gather(*(self.consumer.committed(TopicPartition(topic, partition))
+                                             for (topic, partition), _ in wanted))
         except KafkaError:
             return None
-        return behind
+        return sum(max(0, end - (committed or 0)) for (_, end), committed in zip(wanted, answers, strict=True))
 
 
 class Api:
