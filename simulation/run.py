@@ -35,6 +35,8 @@ from .metrics import Metrics
 from .traffic import Api, Committed, Sink, Target
 
 SLICE_S = 0.05
+CATCH_UP_S = 1.0
+TASKS_GRACE_S = 60.0
 SENTINEL_TOPICS = (topics.SALES, topics.RETURNS, topics.RECEIPTS, topics.TRANSFERS, topics.ADJUSTMENTS,
                    topics.POLICIES)
 CONCURRENCY = 64
@@ -112,9 +114,12 @@ class Run:
         tick = 0
         while (now := self.now()) < duration:
             tick += 1
-            # the targets follow the wall clock: a slice that comes late owes the time it missed
+            # the targets follow the wall clock: a slice that comes late owes the time it missed, but at most
+            # a second of it (a producer that cannot keep up falls short, visibly, instead of producing the
+            # rest of the day long after the load's end)
             rate, elapsed, last = self.profile.rate(now / duration), now - last, now
-            target_lines += self.profile.lines_per_s * rate * elapsed
+            target_lines = min(target_lines + self.profile.lines_per_s * rate * elapsed,
+                               self.day.lines_emitted + self.profile.lines_per_s * rate * CATCH_UP_S)
             target_holds += self.profile.holds_per_s * rate * elapsed
             for item in self.day.advance(now, int(target_lines)):
                 await self._dispatch(item)
@@ -151,6 +156,9 @@ class Run:
             self.metrics.hold(self.now(), ms, status)
             if status in (503, 504, 599):  # perhaps produced, decided later: ask for it
                 status, body = await self._decision(request.reservation_id)
+        except asyncio.CancelledError:  # the drain gave up on it: whether it is held cannot be known
+            self.day.decided(request.reservation_id, "unknown", self.now())
+            raise
         finally:
             self.in_flight["holds"] -= 1
         if 400 <= status < 500 and status != 409:  # refused by the API: nothing was produced
@@ -158,9 +166,10 @@ class Run:
             return
         self._decided(request.reservation_id, body if status in (201, 409, 200) else None)
 
-    async def _decision(self, reservation_id: str, attempts: int = 40) -> tuple[int, Any]:
+    async def _decision(self, reservation_id: str, within_s: float = 20.0) -> tuple[int, Any]:
         assert self.api is not None
-        for _ in range(attempts):
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             status, body, _ = await self.api.reservation(reservation_id)
             if status == 200:
@@ -184,7 +193,11 @@ class Run:
     async def _release(self, reservation_id: str) -> None:
         assert self.api is not None
         self.day.releasing(reservation_id, self.now())
-        status, body, ms = await self.api.release(reservation_id)
+        try:
+            status, body, ms = await self.api.release(reservation_id)
+        except asyncio.CancelledError:
+            self.day.released(reservation_id, "unknown")
+            raise
         self.metrics.releases.append(ms)
         self.day.released(reservation_id, body.get("status", "unknown") if status == 200 and body else "unknown")
 
@@ -255,7 +268,10 @@ class Run:
 
     async def lag(self) -> int | None:
         """Records this run produced that the engine's group has not committed (None: no answer)."""
-        return await self.committed.lag(self.sink.ends)
+        try:
+            return await asyncio.wait_for(self.committed.lag(self.sink.ends), 5.0)
+        except (TimeoutError, OSError):  # a sample missed, not a run lost
+            return None
 
     async def heartbeat_lag(self) -> int | None:
         """Σ records behind over the workers whose heartbeat is fresh (None: no heartbeat). A worker knows
@@ -293,8 +309,11 @@ class Run:
         ended = self.now()
         for item in self.day.close(ended):
             await self._dispatch(item)
-        if self.tasks:  # holds, releases and reads still in flight
-            await asyncio.wait(set(self.tasks))
+        if self.tasks:  # holds, releases and reads still in flight: a minute at most
+            await asyncio.wait(set(self.tasks), timeout=TASKS_GRACE_S)
+            for task in set(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
         day_end_ms = self.day.business_ms(ended)
         after_ms = day_end_ms + (self.target.erp_window_s + self.target.erp_grace_s + 1) * 1000
         sentinels = await self._sentinels("end", after_ms)
