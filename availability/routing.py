@@ -52,6 +52,16 @@ def producer_key(event: AnyEvent) -> str:
     return event.from_location_id if isinstance(event, Transfer) else event.location_id
 
 
+def location_on(partition: int, partitions: int, prefix: str) -> str:
+    """The first ``{prefix}-{n}`` that :func:`owner_partition` puts on ``partition``: a location whose events
+    are applied in place there (the sentinels of the benchmarks and the simulator)."""
+    for index in range(100_000):
+        location = f"{prefix}-{index}"
+        if owner_partition(location, partitions) == partition:
+            return location
+    raise ValueError(f"no {prefix}-n location on partition {partition} of {partitions}")
+
+
 class Leg(NamedTuple):
     """The part of an event that one location applies."""
 

@@ -30,10 +30,13 @@ def table(figures: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def main() -> None:
-    for name, run in (("domain apply", domain.main), ("ERP netting", erp.main), ("hold decisions", holds.main)):
-        print(f"== {name}")
-        run()
-    figures = {}
+    print("== domain apply")
+    domain.main()
+    print("== ERP netting")
+    netting = erp.main()
+    print("== hold decisions")
+    holds.main()
+    figures: dict[str, dict[str, Any]] = {}
     for name, measure in (("ingest, envelopes", ingest.run), ("ingest, single-line events", single.run)):
         print(f"== {name}")
         figures[name] = measure([])
@@ -41,9 +44,11 @@ def main() -> None:
     figures["reads"] = reads.run([])
     print("== exactly_once vs at_least_once, Apache Kafka (short: python -m benchmarks.eos for the full runs)")
     figures["eos"] = eos.run(["--runs", "1", "--lines", "100000", "--no-ownership"])
-    path = rig.write_result("bench", figures)
+    path = rig.write_result("bench", {**figures, "ERP netting, peak-day simulation": netting})
     print("== summary (excluding worker start-up; both figures also incl. start-up in the JSON)")
     print("\n".join(table(figures)))
+    print(f"ERP netting ratio, peak-day simulation profile ({netting['profile']}): {netting['netting_ratio']:.2f} "
+          f"lines per posting ({netting['raw_lines']:,} lines, {netting['postings']:,} postings)")
     print(f"written to {path}")
 
 

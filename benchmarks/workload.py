@@ -14,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from availability import topics
-from availability.routing import owner_partition
+from availability.routing import location_on
 
 from .domain import envelopes
 
@@ -59,18 +59,9 @@ def build(lines: int, per_message: int, partitions: int) -> Workload:
     workload = Workload(messages, total, dict(on_hand))
     for topic in TOPICS:
         for partition in range(partitions):
-            location = _location_on(partition, partitions, f"BENCH-{topic}")
+            location = location_on(partition, partitions, f"BENCH-{topic}")
             workload.sentinels.append((topic, partition, f"{SENTINEL_SKU}-{topic}-{partition}", location))
     return workload
-
-
-def _location_on(partition: int, partitions: int, prefix: str) -> str:
-    """A location id the default partitioner puts on ``partition``: its sentinel is applied in place."""
-    for index in range(100_000):
-        location = f"{prefix}-{index}"
-        if owner_partition(location, partitions) == partition:
-            return location
-    raise AssertionError(f"no location found for partition {partition}")
 
 
 def sentinel_event(topic: str, sku: str, location: str) -> bytes:

@@ -33,7 +33,7 @@ def _variables_epilog() -> str:
     return "\n".join(lines)
 
 
-EPILOG = _variables_epilog()
+EPILOG: str = _variables_epilog()
 
 
 def _settings() -> Settings:
@@ -284,19 +284,25 @@ def up(workers: int) -> None:
 class Supervisor:
     """Starts and stops the children of ``ats up``, in order, leaving nothing behind."""
 
-    def __init__(self, settings: Settings, *, workers: int) -> None:
+    def __init__(self, settings: Settings, *, workers: int, env: dict[str, str] | None = None) -> None:
+        """``env``: variables the children get on top of this process's environment."""
         self.settings = settings
         self.workers = workers
+        self.overrides = env or {}
         self.services: list[embedded.EmbeddedServer] = []
         self.children: list[subprocess.Popen[bytes]] = []
         self._stopped = False
+        #: what the children were started with, once :meth:`start` returns
+        self.child_settings: Settings | None = None
+        self.api_url = ""
+        self.token: str | None = None
 
     def start(self) -> None:
         signal.signal(signal.SIGTERM, _raise_interrupt)
         settings = self.settings
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
+        env = {**os.environ, **self.overrides}
         if settings.broker_url is None:
             broker = embedded.start_broker(data_dir / "broker")
             self.services.append(broker)
@@ -316,7 +322,7 @@ class Supervisor:
         if not settings.tokens_configured:
             token = "dev-" + secrets.token_urlsafe(24)
             env["ATS_API_TOKENS"] = f"{token}={','.join(sorted(SCOPES))}"
-        child_settings = load_settings(env)
+        child_settings = self.child_settings = load_settings(env)
 
         from .admin import ensure_topics
 
@@ -335,7 +341,8 @@ class Supervisor:
                                              worker_env, logs / f"worker-{index}.log"))
         api = self._spawn("api", [sys.executable, "-m", "api"], env, logs / "api.log")
         self.children.append(api)
-        url = f"http://{settings.api_host}:{settings.api_port}"
+        url = self.api_url = f"http://{child_settings.api_host}:{child_settings.api_port}"
+        self.token = token
         _wait_http(f"{url}/healthz", timeout=60.0, process=api)
         click.echo(f"API              {url}   (logs in {logs})")
         if child_settings.worker_metrics_port:
@@ -402,3 +409,11 @@ def _wait_http(url: str, *, timeout: float, process: subprocess.Popen[bytes]) ->
 
 def main() -> None:
     cli(prog_name="ats")
+
+
+# Registered last: they use the Supervisor and the helpers above.
+from .simulate import replay as _replay  # noqa: E402
+from .simulate import simulate as _simulate  # noqa: E402
+
+cli.add_command(_simulate)
+cli.add_command(_replay)

@@ -23,7 +23,7 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["worker"], ["api"]])
+@pytest.mark.parametrize("command", [[], ["up"], ["worker"], ["api"], ["simulate"], ["replay"]])
 def test_help_lists_every_variable(command: list[str]) -> None:
     out = subprocess.run([*ATS, *command, "--help"], capture_output=True, text=True, check=True, env=_env())
     for variable in ("ATS_BROKER_URL", "ATS_REDIS_URL", "ATS_PARTITIONS", "ATS_API_TOKENS", "ATS_DATA_DIR",
@@ -31,7 +31,7 @@ def test_help_lists_every_variable(command: list[str]) -> None:
         assert variable in out.stdout
 
 
-@pytest.mark.parametrize("command", ["worker", "api", "up"])
+@pytest.mark.parametrize("command", ["worker", "api", "up", "simulate"])
 def test_bad_configuration_stops_with_the_variable_named(command: str) -> None:
     out = subprocess.run([*ATS, command], capture_output=True, text=True, env=_env(ATS_PARTITIONS="zero"),
                          timeout=30)

@@ -1,0 +1,119 @@
+"""``ats simulate`` and ``ats replay`` as a user runs them, on the real broker and cache with a real worker and
+the real API app: the smoke profile end to end (report, charts, no oversell, every position as the
+arithmetic says), and a replayed file whose events land and whose bad line is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from simulation.replay import BadLine, read
+from tests.builders import receipt, ref, sale
+
+from .apiserver import RESERVER, TOKENS, serve, settings_for
+from .cluster import Cluster, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+ATS = [sys.executable, "-m", "streams"]
+REPORT_KEYS = {"profile", "run", "produced", "throughput", "lag", "freshness", "api", "holds", "oversell", "state",
+               "erp", "series", "lag_series"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _env(cluster: Cluster) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
+    env.update(ATS_BROKER_URL=cluster.broker_url, ATS_REDIS_URL=cluster.redis_url,
+               ATS_PARTITIONS=str(cluster.partitions), ATS_API_TOKENS=TOKENS, ATS_TICK_INTERVAL_MS="200",
+               COLUMNS="160")
+    return env
+
+
+async def _ats(cluster: Cluster, *args: str, timeout: float) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(*ATS, *args, env=_env(cluster), stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+async def test_simulate_smoke_writes_the_report_and_charts_with_no_oversell(engine: Cluster, tmp_path: Path) -> None:
+    report_dir, record = tmp_path / "report", tmp_path / "day.jsonl"
+    # a hold waits up to 20 s for its decision: a busy shared machine must not turn the run into 504s
+    async with serve(settings_for(engine.broker_url, engine.redis_url, hold_timeout_ms="20000")) as client:
+        code, out = await _ats(engine, "simulate", "--profile", "smoke", "--duration", "15", "--report",
+                               str(report_dir), "--record", str(record), "--api", str(client.make_url("")),
+                               "--token", RESERVER, timeout=240)
+    assert code == 0, out[-4000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    assert set(report) >= REPORT_KEYS
+    assert report["run"]["stack"] == "configured"
+    assert report["oversell"]["count"] == 0, report["oversell"]
+    assert report["state"]["mismatches"] == 0, report["state"]
+    assert report["state"]["positions_checked"] > 500
+    assert report["throughput"]["drained"] is True
+    assert report["throughput"]["applied_lines_per_s"] > 0
+    assert report["freshness"]["count"] > 10
+    assert report["freshness"]["p50_ms"] is not None
+    assert report["api"]["reads"]["count"] > 100
+    assert report["api"]["reads"]["p99_ms"] is not None
+    assert report["holds"]["asked"] > 20
+    assert report["holds"]["decision_latency"]["p99_ms"] is not None
+    outcomes = report["holds"]["outcomes"]
+    assert sum(n for kind in outcomes.values() for n in kind.values()) == report["holds"]["asked"], outcomes
+    assert outcomes["ordinary"].get("sold"), outcomes  # checkouts named their holds
+    assert report["erp"]["postings"] > 0
+    assert report["erp"]["netting_ratio"] >= 1
+    assert report["erp"]["conservation_mismatches"] == 0, report["erp"]["conservation_examples"]
+    mix = report["produced"]["mix"]
+    for kind in ("pos_sale", "late_sale", "return", "transfer_shipped", "transfer_received", "count_cycle",
+                 "duplicate", "ecom_sale"):
+        assert mix.get(kind, {}).get("events"), kind
+    assert len(report["series"]) >= 15
+    for chart in ("rates.png", "latency.png", "lag.png"):
+        assert (report_dir / chart).read_bytes().startswith(PNG), chart
+    assert "oversell" in out
+    assert "netting ratio" in out
+    # what --record wrote is what `ats replay` reads: every line a valid event
+    parsed = list(read(record))
+    assert len(parsed) >= report["produced"]["messages"]
+    assert not [line for line in parsed if isinstance(line, BadLine)]
+
+
+async def test_replay_lands_the_events_and_reports_the_bad_line(engine: Cluster, tmp_path: Path) -> None:
+    store, sku = ref("S"), ref("SKU")
+    events = [receipt(store, (sku, 10)), sale(store, (sku, 3)), receipt(store, (sku, 5))]
+    bad = {**sale(store, (sku, 1)), "lines": [{"sku": sku, "qty": 0}]}
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(b"\n".join([orjson.dumps(events[0]), orjson.dumps(events[1]), b"", orjson.dumps(bad),
+                                 b"{not json", orjson.dumps(events[2])]) + b"\n")
+    code, out = await _ats(engine, "replay", str(path), "--rate", "200", timeout=60)
+    assert code == 0, out
+    assert f"{path}:4: skipped: invalid_field" in out, out
+    assert f"{path}:5: skipped:" in out, out
+    assert "replayed 3 events (3 lines)" in out, out
+    assert "2 bad line(s)" in out, out
+    on_hand = await eventually(lambda: _on_hand_is(engine, sku, store, 12), timeout=30, what="replayed events")
+    assert on_hand
+
+
+async def test_replay_strict_stops_at_the_first_bad_line(engine: Cluster, tmp_path: Path) -> None:
+    store, sku = ref("S"), ref("SKU")
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(orjson.dumps(receipt(store, (sku, 4))) + b"\n{not json\n"
+                     + orjson.dumps(receipt(store, (sku, 100))) + b"\n")
+    code, out = await _ats(engine, "replay", str(path), "--strict", timeout=60)
+    assert code == 1, out
+    assert "--strict: stopped at line 2" in out, out
+    assert "replayed 1 events" in out, out
+    await eventually(lambda: _on_hand_is(engine, sku, store, 4), timeout=30, what="the line before the bad one")
+
+
+async def _on_hand_is(cluster: Cluster, sku: str, location: str, expected: int) -> bool:
+    position = await cluster.position(sku, location)
+    return position is not None and position[0] == expected
