@@ -298,6 +298,9 @@ class Supervisor:
         self.token: str | None = None
 
     def start(self) -> None:
+        # Ctrl-C and SIGTERM stop everything, also when this process was started with SIGINT ignored
+        # (a background job of a script, nohup): Python then keeps SIG_IGN instead of KeyboardInterrupt.
+        signal.signal(signal.SIGINT, _raise_interrupt)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         settings = self.settings
         data_dir = settings.data_dir
