@@ -25,7 +25,7 @@ from .bodies import parse, read_json
 from .broker import BrokerErrors
 from .deadletterlog import DeadLetterLog, opened
 from .keys import BROKER, CLOCK, METRICS, SETTINGS
-from .models import RedriveRequest
+from .models import MAX_REPEATED, RedriveRequest
 from .problems import Problem, unavailable
 
 _LOG_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -166,6 +166,9 @@ async def _by_ids(log: DeadLetterLog, ids: list[tuple[int, int]]) -> list[dl.Dea
 
 
 def _filter(request: web.Request, reasons: list[str], topic: str | None, since: str | None) -> dl.Filter:
+    if len(reasons) > MAX_REPEATED:
+        message = f"at most {MAX_REPEATED} values, got {len(reasons)}"
+        raise Problem(422, f"reason: {message}", errors=[{"field": "reason", "message": message}])
     known = set(dl.REASONS_LISTED)
     unknown = [r for r in reasons if r not in known]
     if unknown:

@@ -27,6 +27,7 @@ from availability.topics import INPUT_TOPICS
 MAX_SKUS = 1_000
 MAX_LOCATIONS = 1_000
 MAX_EVENTS = 500
+MAX_REPEATED = 1_000  # values of one repeated query parameter (the document says so: maxItems)
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="RFC 3339, UTC")]
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import TypeAdapter
 
 from .keys import SPEC
-from .models import ProblemDetails
+from .models import MAX_REPEATED, ProblemDetails
 
 if TYPE_CHECKING:
     from .routes import Route
@@ -111,7 +111,7 @@ def _restrict_channels(paths: dict[str, Any], components: dict[str, Any], names:
 def _parameter(param: Any, schemas: _Schemas) -> dict[str, Any]:
     schema = schemas.of(param.schema)
     if param.repeated:
-        schema = {"type": "array", "items": schema, "maxItems": 1000}
+        schema = {"type": "array", "items": schema, "maxItems": MAX_REPEATED}
     spec: dict[str, Any] = {"name": param.name, "in": param.where, "required": param.where == "path",
                             "schema": schema}
     if param.repeated:
