@@ -36,7 +36,7 @@ from tests.brokers import kafka_cache_dir
 from tests.builders import receipt, ref
 from tests.certificates import Certificate, self_signed
 
-from .apiserver import INGESTER, READER, bearer, serve, settings_for
+from .apiserver import INGESTER, READER, bearer, serve, settings_for, vouch_for_cache
 from .cluster import Cluster, eventually
 from .conftest import running
 
@@ -97,7 +97,8 @@ def api_settings(kafka: SecureKafka, cache_url: str) -> Settings:
     """The other ways in: SASL_PLAINTEXT with PLAIN, passwords in variables and in the Redis URL."""
     with_password = cache_url.replace("redis://", f"redis://:{REDIS_PASSWORD}@")
     return settings_for(kafka.urls["SASL_PLAINTEXT"], with_password, kafka_security_protocol="SASL_PLAINTEXT",
-                        kafka_sasl_mechanism="PLAIN", kafka_sasl_username=USER, kafka_sasl_password=PASSWORD)
+                        kafka_sasl_mechanism="PLAIN", kafka_sasl_username=USER, kafka_sasl_password=PASSWORD,
+                        partitions="2")  # the worker's: the API waits for the cache epochs of every partition
 
 
 @pytest.mark.timeout(240)
@@ -115,6 +116,8 @@ async def test_worker_and_api_ingest_through_sasl_and_a_password_protected_cache
 
             async def on_hand() -> int | None:
                 answer = await client.get(f"/v1/availability/{sku}", headers=bearer(READER))
+                if answer.status != 200:  # 503 until the worker has vouched for its partitions in the cache
+                    return None
                 body = await answer.json()
                 return body["locations"][0]["on_hand"] if body["locations"] else None
 
@@ -219,6 +222,7 @@ async def test_the_cache_over_tls_with_its_ca_file(redis_url: str, tls: Certific
         rediss = f"rediss://127.0.0.1:{port}/0"
         settings = settings_for("kafka://127.0.0.1:1", rediss, redis_ssl_cafile=str(tls.certificate))
         assert await asyncio.to_thread(check_redis, settings)
+        await vouch_for_cache(settings_for("kafka://127.0.0.1:1", redis_url))  # no worker here
         async with serve(settings) as client:  # the API's reads and its decisions subscription, over TLS
             answer = await client.get(f"/v1/availability/{ref('SKU')}", headers=bearer(READER))
             assert answer.status == 200, await answer.text()
