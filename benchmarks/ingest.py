@@ -80,12 +80,7 @@ def report(figures: dict[str, Any]) -> None:
     print(f"  engine, incl. start/join/recovery:     {figures['engine_lines_per_s_incl_start']:>12,} lines/s   "
           f"ratio {figures['ratio_incl_start']:.3f} (start to first applied "
           f"{figures['engine_start_to_first_applied_s']} s)")
-    print(f"  changelog: {figures['changelog_records']:,} records in {figures['flushes']:,} partition "
-          f"flushes (markers), "
-          f"{figures['changelog_records'] / figures['lines']:.3f} per line")
-    print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
-    if figures["worker_tuning"]:
-        print(f"  worker settings varied: {figures['worker_tuning']}")
+    rigs.print_state_figures(figures, "lines")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:

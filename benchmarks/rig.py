@@ -259,3 +259,12 @@ def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], str, str]:
         if "ready;" in line:
             return up, f"http://127.0.0.1:{port}", token
     raise RuntimeError(f"ats up stopped before it was ready (exit {up.wait()})")
+
+
+def print_state_figures(figures: dict[str, Any], per: str) -> None:
+    """The lines every ingest benchmark ends its report with: changelog records, the check, the tuning."""
+    print(f"  changelog: {figures['changelog_records']:,} records in {figures['flushes']:,} partition "
+          f"flushes (markers), {figures['changelog_records'] / figures[per]:.3f} per line")
+    print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
+    if figures["worker_tuning"]:
+        print(f"  worker settings varied: {figures['worker_tuning']}")

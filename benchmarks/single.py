@@ -101,12 +101,7 @@ def report(figures: dict[str, Any]) -> None:
           f"ratio {figures['ratio_incl_start']:.2f}x (start to first applied "
           f"{figures['engine_start_to_first_applied_s']} s)")
     print(f"  for reference, plain aiokafka read:   {figures['plain_read_events_per_s']:>10,} events/s")
-    print(f"  changelog: {figures['changelog_records']:,} records in {figures['flushes']:,} partition "
-          f"flushes (markers), "
-          f"{figures['changelog_records'] / figures['events']:.3f} per line")
-    print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
-    if figures["worker_tuning"]:
-        print(f"  worker settings varied: {figures['worker_tuning']}")
+    rigs.print_state_figures(figures, "events")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
