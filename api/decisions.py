@@ -127,7 +127,7 @@ class Decisions:
                 await asyncio.sleep(self._retry)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _recheck(self) -> None:
         """After a (re)subscription, look up the keys of everyone waiting: nothing published in the gap

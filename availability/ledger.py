@@ -24,8 +24,14 @@ Handler = Callable[[Position, int, int, str, int], tuple[Position, Movements]]
 
 _position: Callable[[tuple[Any, ...]], Position] = Position._make
 
-#: a position's log is folded (oldest entries merged into on_hand) when it grows past this
+#: a position's log is folded (oldest entries merged into on_hand) when it grows past this: first what
+#: lies beyond the horizon, then, if that is not enough, all but the newest :data:`LOG_KEEP` entries. The
+#: log is copied at every movement and encoded at every flush that changed the position, so its length
+#: bounds the cost of a hot SKU's sale (unbounded, a store's best seller made a peak day quadratic).
 LOG_FOLD_AT = 64
+#: entries kept when the log is folded by length: a count can still be placed among a position's
+#: newest 32 to 64 movements after its latest count, or within the horizon, whichever is shorter
+LOG_KEEP = 32
 
 
 class CountOutsideHorizon(ValueError):
@@ -43,14 +49,23 @@ def move_on_hand(position: Position, delta: int, at: int, movement: str, horizon
     same_instant = bool(before) and before[-1][0] == at  # one entry (a basket, a burst)
     log = (*before[:-1], (at, before[-1][1] + delta)) if same_instant else (*before, (at, delta))
     if len(log) > LOG_FOLD_AT:
-        cutoff = max(t for t, _ in log) - horizon_ms
-        kept = tuple(entry for entry in log if entry[0] >= cutoff)
-        if len(kept) < len(log):
-            log, floor_ms = kept, cutoff if floor_ms is None else max(floor_ms, cutoff)
+        log, floor_ms = _fold(log, floor_ms, horizon_ms)
     # built directly: ``_replace`` costs more than the rest of a line (this runs for most lines)
     moved = _position((on_hand + delta, reserved, in_transit, damaged, safety_stock, updated, count_ms, count_id,
                        floor_ms, log))
     return moved, ((movement, delta),)
+
+
+def _fold(log: tuple[tuple[int, int], ...], floor_ms: int | None,
+          horizon_ms: int) -> tuple[tuple[tuple[int, int], ...], int | None]:
+    """Fold the oldest entries into on_hand (which already includes them): those older than the horizon
+    behind the newest, and more if needed to keep at most :data:`LOG_KEEP`. The new floor is the oldest
+    time kept: a count before it can no longer be placed. Entries are in arrival order, not time order
+    (late movements are appended), so the cut is by time."""
+    times = sorted((t for t, _ in log), reverse=True)
+    cutoff = max(times[0] - horizon_ms, times[LOG_KEEP - 1])
+    kept = tuple(entry for entry in log if entry[0] >= cutoff)
+    return kept, cutoff if floor_ms is None else max(floor_ms, cutoff)
 
 
 def apply_count(position: Position, counted: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:

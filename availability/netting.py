@@ -73,7 +73,7 @@ _NOTHING = (0, 0)
 class Netting:
     """The netting of one position bucket: pending window entries, the outbox, revision bookkeeping."""
 
-    __slots__ = ("_changed", "_stale", "_texts", "closed_before", "late_closes", "outbox", "pending", "rebase")
+    __slots__ = ("_changed", "_closed", "_stale", "_texts", "closed_before", "late_closes", "outbox", "pending")
 
     def __init__(self, pending: dict[Entry, tuple[int, int]] | None = None, outbox: list[Posting] | None = None,
                  closed_before: int = 0, late_closes: int = 0) -> None:
@@ -86,7 +86,7 @@ class Netting:
         self._texts: dict[Entry, str] = {}  # entry → its JSON as of the last encoding (see to_json)
         self._stale: set[Entry] = set(self.pending)  # entries changed since
         self._changed: set[Entry] = set()  # pending entries changed since the last to_json (see changes_json)
-        self.rebase = False  # something only to_json carries changed: postings closed or confirmed
+        self._closed: set[Entry] = set()  # entries closed since the last to_json (see changes_json)
 
     def __bool__(self) -> bool:
         return bool(self.pending or self.outbox or self.closed_before)
@@ -97,6 +97,7 @@ class Netting:
         self.pending[entry] = (total + qty, count + 1)
         self._stale.add(entry)
         self._changed.add(entry)
+        self._closed.discard(entry)
 
     def windows(self) -> set[int]:
         return {start for _, _, start in self.pending}
@@ -106,7 +107,6 @@ class Netting:
         due = sorted(entry for entry in self.pending if entry[2] < before_ms)
         if not due:
             return []
-        self.rebase = True
         late_revision = 2 + self.late_closes
         posted: list[Posting] = []
         any_late = False
@@ -115,6 +115,7 @@ class Netting:
             self._texts.pop(entry, None)
             self._stale.discard(entry)
             self._changed.discard(entry)
+            self._closed.add(entry)
             sku, movement_type, start = entry
             late = start < self.closed_before
             any_late = any_late or late
@@ -133,7 +134,6 @@ class Netting:
         kept = [posting for posting in self.outbox if posting.posting_id not in ids]
         changed = len(kept) != len(self.outbox)
         self.outbox = kept
-        self.rebase = self.rebase or changed
         return changed
 
     # ---- wire ----------------------------------------------------------------------------------
@@ -143,32 +143,50 @@ class Netting:
 
     @property
     def changes(self) -> int:
-        """Pending entries changed since the last :meth:`to_json`."""
-        return len(self._changed)
+        """Entries changed or closed since the last :meth:`to_json`."""
+        return len(self._changed) + len(self._closed)
 
     def to_json(self) -> str:
         """:meth:`to_wire` as JSON text. Each pending entry's JSON is kept from the last encoding and only
         entries changed since are encoded again (a bucket record is re-written every flush)."""
         self._encode()
         self._changed.clear()
-        self.rebase = False
-        outbox = json.dumps([list(posting) for posting in self.outbox], separators=(",", ":")) if self.outbox else "[]"
+        self._closed.clear()
         entries = ",".join(map(self._texts.__getitem__, self.pending))
-        return f'{{"n":[{entries}],"o":{outbox},"c":{self.closed_before},"s":{self.late_closes}}}'
+        return f'{{"n":[{entries}],"o":{self._outbox_json()},"c":{self.closed_before},"s":{self.late_closes}}}'
 
     def changes_json(self) -> str:
-        """``{"n": [...]}``: only the pending entries changed since the last :meth:`to_json`, whose record
-        this one completes (:meth:`apply_changes`). Valid only while :attr:`rebase` is false."""
+        """What changed since the last :meth:`to_json`, whose record this one completes (:meth:`apply_changes`):
+        the pending entries changed (``n``), those closed (``x``), and the outbox and revision bookkeeping as
+        they are now (``o``, ``c``, ``s``: small). Closing windows therefore costs a record of changes, not a
+        rewrite of the whole bucket (windows close every few seconds of a busy day)."""
         self._encode()
-        return f'{{"n":[{",".join(map(self._texts.__getitem__, self._changed))}]}}'
+        closed = ",".join([f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start}]"
+                           for sku, kind, start in self._closed])
+        return (f'{{"n":[{",".join(map(self._texts.__getitem__, self._changed))}],"x":[{closed}],'
+                f'"o":{self._outbox_json()},"c":{self.closed_before},"s":{self.late_closes}}}')
 
     def apply_changes(self, data: dict[str, Any]) -> None:
         """Restore what :meth:`changes_json` wrote on top of the record it completes."""
+        for sku, kind, start in data.get("x") or ():
+            entry = (sku, kind, int(start))
+            if self.pending.pop(entry, None) is not None:
+                self._texts.pop(entry, None)
+                self._stale.discard(entry)
+                self._changed.discard(entry)
+            self._closed.add(entry)
         for sku, kind, start, qty, count in data["n"]:
             entry = (sku, kind, int(start))
             self.pending[entry] = (int(qty), int(count))
             self._stale.add(entry)
             self._changed.add(entry)
+            self._closed.discard(entry)
+        if "o" in data:
+            self.outbox = [Posting(*row) for row in data["o"]]
+            self.closed_before, self.late_closes = int(data["c"]), int(data["s"])
+
+    def _outbox_json(self) -> str:
+        return json.dumps([list(posting) for posting in self.outbox], separators=(",", ":")) if self.outbox else "[]"
 
     def _encode(self) -> None:
         texts = self._texts

@@ -63,23 +63,11 @@ class Source(NamedTuple):
     offset: int
 
 
-class Movement(NamedTuple):
-    """An applied movement, for the ERP feed."""
-
-    sku: str
-    location_id: str
-    movement_type: str
-    qty: int
-    occurred_ms: int
-    event_id: str
-
-
 class Flush(NamedTuple):
     records: list[tuple[str, str | None]]  # (key, JSON text or None to delete), in write order
     marker: tuple[str, str]
     cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last snapshots()
     decisions: list[Hold]  # to publish only once ``records`` and ``marker`` are written
-    movements: list[Movement]
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
 
 
@@ -113,9 +101,9 @@ class _Bucket:
 
     @property
     def rebase_due(self) -> bool:
-        """Write the full record rather than the changes: none is stored yet, what only the full record
-        carries changed (postings closed or confirmed), or the changes reach half the bucket."""
-        return (self.version < 0 or self.netting.rebase
+        """Write the full record rather than the changes: none is stored yet, or the changes (positions,
+        netting entries changed or closed) reach half the bucket."""
+        return (self.version < 0
                 or 2 * (len(self.changed) + self.netting.changes) >= len(self.positions) + len(self.netting.pending))
 
     def to_json(self) -> str:
@@ -174,7 +162,6 @@ class PartitionState:
         self._dirty_holds: dict[str, None] = {}
         self._dropped_generations: list[int] = []
         self._decisions: list[Hold] = []
-        self._movements: list[Movement] = []
         self._touched: set[tuple[str, int]] = set()
         self._last_gc_ms = 0
         self.inputs: dict[int, int] = {}  # input topic code → next offset not yet consumed
@@ -330,7 +317,6 @@ class PartitionState:
             netting = buckets[address].netting
             for kind, qty in moved:
                 netting.add(sku, kind, start, qty)
-                self._movements.append(Movement(sku, location_id, kind, qty, at, event_id))
             self._open.setdefault(start, set()).add(address)
         self.event_clock_ms = max(self.event_clock_ms, at)
         return None
@@ -543,9 +529,9 @@ class PartitionState:
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}
         self._flushed_before, self._flushed_at = self._flushed_at, now_ms
         flush = Flush(records, (marker_key(p), record_json(marker)), self.snapshots(), self._decisions,
-                      self._movements, self._postings)
+                      self._postings)
         self._dirty_buckets, self._dirty_holds = set(), {}
-        self._dropped_generations, self._decisions, self._movements, self._postings = [], [], [], []
+        self._dropped_generations, self._decisions, self._postings = [], [], []
         self._inputs_moved = False
         return flush
 

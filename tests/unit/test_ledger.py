@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from availability.ledger import (
     HANDLERS,
     LOG_FOLD_AT,
+    LOG_KEEP,
     ON_HAND_MOVEMENTS,
     CountOutsideHorizon,
     Movements,
@@ -239,11 +240,32 @@ def test_movement_older_than_the_floor_still_counts() -> None:
     assert movements == (("sale", -2),)
 
 
-def test_nothing_folds_within_the_horizon() -> None:
-    position, _ = run(_receipts(3 * LOG_FOLD_AT, 1_000), horizon_ms=HORIZON)
-    assert position.floor_ms is None
-    counted, _ = apply_count(position, 0, 0, "c", HORIZON)
-    assert counted.on_hand == 3 * LOG_FOLD_AT - 1  # all but the receipt at 0 occurred after the count
+def test_log_folds_by_length_within_the_horizon() -> None:
+    # 192 receipts one second apart, all within the horizon: the log still never outgrows LOG_FOLD_AT
+    # entries (a hot SKU's log is copied at every sale and encoded at every flush).
+    n = 3 * LOG_FOLD_AT
+    position, _ = run(_receipts(n, 1_000), horizon_ms=HORIZON)
+    assert position.on_hand == n
+    assert LOG_KEEP <= len(position.log) <= LOG_FOLD_AT
+    assert position.floor_ms == min(t for t, _ in position.log)
+    newest_kept = n - len(position.log)  # receipts newest_kept..n-1 are in the log
+    assert position.floor_ms == newest_kept * 1_000
+    # A count at the floor is placed exactly: the receipts after it stay on top.
+    counted, movements = apply_count(position, 0, position.floor_ms, "c", HORIZON)
+    assert counted.on_hand == len(position.log) - 1
+    assert on_hand_sum(movements) == counted.on_hand - position.on_hand
+    with pytest.raises(CountOutsideHorizon):
+        apply_count(position, 0, position.floor_ms - 1, "too-old", HORIZON)
+
+
+def test_folding_by_length_cuts_by_time_not_arrival() -> None:
+    # Late movements are appended out of time order; the fold keeps the newest by occurred time, so
+    # the floor never passes over a kept entry and a count at the floor stays exact.
+    ops = [("receipt", 1, i * 1_000, f"r{i}") for i in range(LOG_FOLD_AT)]
+    ops.insert(10, ("sale", 1, 63_500, "late-but-new"))  # arrives early in the list, occurs near the end
+    position, _ = run(ops, horizon_ms=HORIZON)
+    assert (63_500, -1) in position.log
+    assert all(t >= (position.floor_ms or 0) for t, _ in position.log)
 
 
 # ---- properties: order independence and conservation ----------------------------------------------
@@ -342,3 +364,25 @@ def test_only_contract_movement_types_are_posted() -> None:
         seen |= _movement_types(moved)
     assert seen <= contract
     assert contract - {"return_damaged"} == ON_HAND_MOVEMENTS
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=st.lists(st.tuples(st.sampled_from(MOVES), st.integers(1, 50), st.integers(0, 400)),
+                    min_size=LOG_FOLD_AT + 1, max_size=4 * LOG_FOLD_AT),
+       count=st.tuples(st.integers(0, 100), st.integers(0, 400)))
+def test_a_bounded_log_places_a_count_like_an_unbounded_one(raw: list[tuple[str, int, int]],
+                                                               count: tuple[int, int]) -> None:
+    # Movements in any time order, then a count: where the folded log can still place the count, the
+    # answer is the contract's; where it cannot, the count is refused and nothing changes.
+    ops = _with_refs(raw)
+    position, _ = run(ops, horizon_ms=HORIZON)
+    assert len(position.log) <= LOG_FOLD_AT
+    counted_qty, at = count[0], count[1] * 1_000
+    try:
+        counted, movements = apply_count(position, counted_qty, at, "c", HORIZON)
+    except CountOutsideHorizon:
+        assert position.floor_ms is not None
+        assert at < position.floor_ms
+        return
+    assert counted.on_hand == _reference_on_hand([*ops, ("count", counted_qty, at, "c")])
+    assert on_hand_sum(movements) == counted.on_hand - position.on_hand

@@ -132,6 +132,54 @@ def test_netting_survives_its_wire_form() -> None:
         netting.pending, netting.outbox, netting.closed_before, netting.late_closes)
 
 
+def _fields(netting: Netting) -> tuple[Any, ...]:
+    return netting.pending, netting.outbox, netting.closed_before, netting.late_closes
+
+
+def test_closing_windows_is_a_record_of_changes_that_restores_exactly() -> None:
+    # A busy bucket: many entries pending in the next window, two in a window that closes. The close, a
+    # late entry of the closed window, a new entry and a confirmation travel as changes on top of the
+    # full record, and the two together give back the netting as it is.
+    netting = Netting()
+    for i in range(10):
+        netting.add(f"K{i}", "sale", T0 + W, -1)
+    netting.add("A", "sale", T0, -3)
+    netting.add("B", "receipt", T0, 4)
+    full = through_json(netting.to_json())
+    posted = netting.close("S1", T0 + W, W)
+    assert [p.sku for p in posted] == ["A", "B"]
+    netting.add("A", "sale", T0, -1)  # late behind the posting: a further revision, pending again
+    netting.add("K0", "sale", T0 + W, -2)
+    netting.confirm({posted[1].posting_id})
+    assert 2 * netting.changes < len(netting.pending)  # well under a rebase
+    changes = through_json(netting.changes_json())
+    restored = Netting.from_wire(full)
+    restored.apply_changes(changes)
+    assert _fields(restored) == _fields(netting)
+    # The restored changes stay cumulative: closing more writes what both closes changed.
+    for one in (netting, restored):
+        one.close("S1", T0 + 2 * W, W)
+    again = Netting.from_wire(full)
+    again.apply_changes(through_json(restored.changes_json()))
+    assert _fields(again) == _fields(netting)
+
+
+def test_a_closing_flush_of_a_busy_bucket_writes_changes_not_the_bucket() -> None:
+    shard = netted_shard()
+    shard.send(receipt("S1", *[(f"K{i}", 5) for i in range(20)], at=T0 + W + 1_000))
+    shard.send(sale("S1", ("K1", 1), at=T0 + 1_000))  # in the earlier window, which the tick closes
+    first = shard.state.drain(NOW)
+    assert first is not None
+    shard.tick(T0 + W + W // 2 + GRACE)
+    flush = shard.state.drain(NOW + 1)
+    assert flush is not None
+    assert [p.qty for p in flush.postings] == [-1]
+    assert {key[0] for key, _ in flush.records} == {"c"}
+    restored = restore_netted(table_after([*first.records, first.marker], [*flush.records, flush.marker]))
+    assert restored.outbox() == flush.postings
+    assert snapshot(restored) == snapshot(shard.state)
+
+
 def test_posting_record_has_the_contract_fields() -> None:
     posting = Posting(posting_id("A", "S1", "sale", T0, 1), "A", "S1", "sale", -5, T0, T0 + 300_000, 1, 3)
     assert posting_record(posting) == {
