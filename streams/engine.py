@@ -30,9 +30,10 @@ applied to since the last one:
 7. **ack** every input event the flush covers; Faust commits offsets only for what the flushed state
    covers.
 
-A batch that decided a reservation (a hold, a release, an expiry, a consuming sale) flushes at once and
-holds its step 3 back to step 5, so the cache shows a decision's effect on positions together with the
-decision, never before it, and a hold waits for no interval.
+A batch that decided a reservation (a hold, a release, an expiry, a consuming sale) flushes the
+partitions that decided at once (the others keep their interval) and holds its step 3 back to step 5,
+so the cache shows a decision's effect on positions together with the decision, never before it, and a
+hold waits for no interval.
 
 A crash between any two steps replays from the last stored marker: a restarted worker resumes each
 input at the offset the recovered marker names (seeking there if Faust's committed offsets differ; a
@@ -177,9 +178,10 @@ class Engine:
         snapshots = {p: state.snapshots() for p, state in states.items()}
         flushes: dict[int, Flush] = {}
         acked: list[EventT[Any]] = []
-        if any(state.deciding for state in states.values()):
-            # the cache shows a decision's effect with it, not before
-            acked, flushes = await self._flush(now_ms, snapshots, fresh)
+        if deciding := {p for p, state in states.items() if state.deciding}:
+            # the cache shows a decision's effect with it, not before; only the deciding partitions flush
+            # (a peak day decides holds in most batches: the others keep their flush interval)
+            acked, flushes = await self._flush(now_ms, snapshots, fresh, deciding)
         else:
             await self._write_cache(snapshots, [], fresh)
             if time.monotonic() - self.flushed_at >= self.settings.flush_interval_ms / 1000:
@@ -189,12 +191,17 @@ class Engine:
         return acked
 
     async def _flush(self, now_ms: int, snapshots: dict[int, list[tuple[str, str, Position]]], fresh: list[int],
-                     ) -> tuple[list[EventT[Any]], dict[int, Flush]]:
-        """Steps 4 to 7 for every partition applied to since the last flush (with ``snapshots`` written to
-        the cache beside the decisions); returns the events to ack, and the flushes."""
-        owners, self.unflushed = self.unflushed, {}
-        acked, self.unacked = self.unacked, []
-        self.flushed_at = time.monotonic()
+                     only: set[int] | None = None) -> tuple[list[EventT[Any]], dict[int, Flush]]:
+        """Steps 4 to 7 for every partition applied to since the last flush, or for ``only`` those (with
+        ``snapshots`` written to the cache beside the decisions); returns the events to ack, and the flushes."""
+        if only is None:
+            owners, self.unflushed = self.unflushed, {}
+            acked, self.unacked = self.unacked, []
+            self.flushed_at = time.monotonic()
+        else:
+            owners = {p: self.unflushed.pop(p) for p in only if p in self.unflushed}
+            acked = [event for event in self.unacked if event.message.partition in owners]
+            self.unacked = [event for event in self.unacked if event.message.partition not in owners]
         states = {p: state for p in owners if (state := self.states.get(p)) is not None}
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_changelog(flushes, owners)
@@ -236,11 +243,6 @@ class Engine:
                          "no" if records is None else len(records))
                 for record in records or ():
                     self._apply(state, record, now_ms, batch)
-                if records and self.states.get(partition) is state and (resume := state.expects(code)) is not None:
-                    # Past what was just read: else the consumer delivers it all again, each record through
-                    # Faust's per-message path only to be found covered (under load, tails of 20k records
-                    # were read this way). Faust counts the offsets it did not deliver as a gap it may commit.
-                    await self._seek(tp, resume)
 
     def _highwater(self, tp: TP) -> int | None:
         try:

@@ -37,6 +37,8 @@ async def stock(client: Client, location: str, *pairs: tuple[str, int], on_hand:
         for sku, qty in pairs:
             response = await client.get(f"/v1/availability/{sku}", params={"location": location},
                                         headers=bearer(READER))
+            if response.status == 503:  # a partition not yet written whole (a worker just started): retry
+                return False
             if [item["on_hand"] for item in (await response.json())["locations"]] != [on_hand or qty]:
                 return False
         return True
