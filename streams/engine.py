@@ -79,6 +79,7 @@ from .cacheepoch import CacheEpochs, CacheErrors
 from .gate import InputGate, Verdict
 from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
+from .produce import BatchSender, Record
 from .routing import Router, Tick, read_routed
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class Engine:
         app.agent(self.inputs, name="engine")(self.process)
         app.timer(settings.tick_interval_ms / 1000, name="tick")(self.tick)
         self.log_reader = LogReader(settings)
+        self.sender = BatchSender(app.producer)
         self.gate = InputGate(self._seek)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -371,26 +373,20 @@ class Engine:
 
     # ---- flushing ------------------------------------------------------------------------------
     async def _write_outputs(self, batch: Batch) -> None:
-        await self._produce([(topics.ROUTED, key, value, partition)
-                             for partition, messages in batch.routed.items() for key, value in messages]
-                            + [(topics.DEAD_LETTER, key, value, None) for key, value in batch.dead_letters])
+        if batch.routed:
+            await self.sender.send((topics.ROUTED, key, value, partition)
+                                   for partition, messages in batch.routed.items() for key, value in messages)
+        if batch.dead_letters:
+            await self.sender.send(((topics.DEAD_LETTER, key, value, None) for key, value in batch.dead_letters),
+                                   remember_keys=False)
 
     async def _post(self, state: PartitionState, postings: list[Posting]) -> None:
         """Send postings to the ERP feed and wait for delivery; then the state may forget them."""
         if not postings:
             return
-        await self._produce([(topics.ERP_MOVEMENTS, posting.location_id.encode(),
-                              orjson.dumps(wire.posting_record(posting)), None) for posting in postings])
+        await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
+                                orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
         state.confirm(postings)
-
-    async def _produce(self, messages: list[tuple[str, bytes, bytes | None, int | None]]) -> list[Any]:
-        """Send ``(topic, key, value, partition)`` messages straight to the producer and wait until every one
-        is delivered (an error raises: nothing that depends on them happens). Partition None: by key, as
-        Kafka's default partitioner does. Through Faust's ``Topic.send``, each message took a pass through
-        its channel and producer buffer: at a peak day's ~7k postings/s, 8.5% of the worker (py-spy)."""
-        futures = [await self.app.producer.send(topic, key, value, partition, None, None)
-                   for topic, key, value, partition in messages]
-        return list(await asyncio.gather(*futures)) if futures else []
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
                            fresh: list[int]) -> None:
@@ -438,7 +434,7 @@ class Engine:
             return
         store: Any = self.table.data  # a Faust store: set_persisted_offset is not in its declared type
         topic = self.table.changelog_topic.get_topic_name()
-        messages: list[tuple[str, bytes, bytes | None, int | None]] = []
+        messages: list[Record] = []
         for partition, flush in flushes.items():
             with _as_partition(owners[partition]):  # the store writes to the partition of the current event
                 for key, value in [*flush.records, flush.marker]:  # the marker last: it vouches for the rest
@@ -448,11 +444,7 @@ class Engine:
                     elif raw_key in store:
                         del store[raw_key]
                     messages.append((topic, raw_key, raw, partition))
-        stored: dict[int, int] = {}
-        for (_, _, _, target), metadata in zip(messages, await self._produce(messages), strict=True):
-            if target is not None:  # always set here
-                stored[target] = max(stored.get(target, -1), metadata.offset)
-        for partition, offset in stored.items():
+        for (_, partition), offset in (await self.sender.send(messages)).items():
             store.set_persisted_offset(TP(topic, partition), offset)
 
     # ---- the clock -----------------------------------------------------------------------------
