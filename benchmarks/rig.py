@@ -177,7 +177,7 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
         if profile is not None:
             spies.append(subprocess.Popen(
                 [str(spy_bin), "record", "--pid", str(worker.pid), "--rate", "100",
-                 "--format", "raw", "-o", str(profile), "--nonblocking"],
+                 "--format", "raw", "-o", str(profile), "--nonblocking", "--gil"],  # CPU, not waits
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     try:
