@@ -424,6 +424,7 @@ class Engine:
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
             pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
+        self._rewrite_holds(pipe, fresh)
         self.epochs.mark(pipe, fresh)  # last: the snapshots before it vouch for it
         try:
             with self.metrics.cache_write():
@@ -433,6 +434,17 @@ class Engine:
             self.epochs.failed(self.states)
             return
         self.epochs.written(fresh)
+
+    def _rewrite_holds(self, pipe: Any, partitions: list[int]) -> None:
+        """With a partition written whole (the cache lost it, or the partition was taken over), also every
+        hold it remembers, for the rest of the time it remembers it (not published: nobody waits on them)."""
+        now_s = self.clock()
+        for partition in partitions:
+            state = self.states.get(partition)
+            for hold in state.holds.values() if state is not None else ():
+                left = int(hold.decided_ms / 1000 + self.settings.dedupe_window_seconds - now_s)
+                if left > 0:
+                    pipe.set(topics.reservation_key(hold.reservation_id), orjson.dumps(wire.decision(hold)), ex=left)
 
     async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
         """Each partition's records, then its marker, below Faust's ``Table.__setitem__``: every record goes

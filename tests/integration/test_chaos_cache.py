@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from availability import topics
 from streams.admin import ensure_topics
 from streams.embedded import EmbeddedServer, free_port, start_cache
 
+from ..builders import hold, receipt, ref
 from .apiserver import serve, settings_for
 from .chaos import Probe, erp_agrees, report, until
 from .cluster import Cluster
@@ -112,3 +114,32 @@ async def test_a_lost_cache_is_503_until_the_worker_rewrites_it(own_broker: str,
 
 async def _answers_right(probe: Probe, since: float) -> bool:
     return probe.last_ok is not None and probe.last_ok > since
+
+
+async def test_holds_are_written_again_with_their_partition(own_broker: str, own_cache: RestartableCache,
+                                                           tmp_path: Path) -> None:
+    # GET /v1/reservations/{id} reads the hold's decision from the cache: a flushed cache must get it back
+    # with the partition's positions, not only the positions.
+    cluster = Cluster(own_broker, own_cache.url, tmp_path, partitions=PARTITIONS)
+    await ensure_topics(cluster.settings)
+    store, sku, held, refused = ref("S"), ref("SKU"), ref("R"), ref("R")
+    key = topics.reservation_key
+    try:
+        cluster.start_worker("w0")
+        await ready(cluster)
+        await cluster.send(topics.RECEIPTS, receipt(store, (sku, 2)))
+        await cluster.send(topics.RESERVATIONS, hold(store, held, (sku, 2)))
+        await cluster.send(topics.RESERVATIONS, hold(store, refused, (sku, 1)))
+        await until(lambda: _cached(cluster, key(held), key(refused)), timeout=60, what="both decisions cached")
+        before = {rid: await cluster.cache.get(key(rid)) for rid in (held, refused)}
+        await cluster.cache.flushall()
+        await until(lambda: _cached(cluster, key(held), key(refused)), timeout=60, what="decisions written again")
+        assert {rid: await cluster.cache.get(key(rid)) for rid in (held, refused)} == before
+        assert 0 < await cluster.cache.ttl(key(held)) <= cluster.settings.dedupe_window_seconds
+        assert "Traceback" not in cluster.log("w0")
+    finally:
+        await cluster.close()
+
+
+async def _cached(cluster: Cluster, *keys: str) -> bool:
+    return await cluster.cache.exists(*keys) == len(keys)
