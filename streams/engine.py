@@ -61,6 +61,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from faust.types import TP, EventT
 from redis.asyncio import Redis
@@ -119,6 +120,7 @@ class Engine:
         app.timer(settings.tick_interval_ms / 1000, name="tick")(self.tick)
         self.log_reader = LogReader(settings)
         self.sender = BatchSender(app.producer)
+        self.listed_ends: dict[TP, int] = {}  # input partition → the end offset the broker last listed
         self.gate = InputGate(self._seek)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -481,6 +483,7 @@ class Engine:
             await self.routed.send(key=b"tick", value=value, partition=partition)
         await self.gate.seek_due()  # also when Faust dropped every message of a partition
         await self.epochs.check(self.cache, assigned)
+        await self._list_ends()
         try:
             await self.heartbeat(assigned)
         except CacheErrors as exc:  # a cache outage must not stop the clock (nor crash the worker)
@@ -494,8 +497,19 @@ class Engine:
                 "caught_up": lag <= self.settings.batch_max}
         await self.cache.set(topics.heartbeat_key(self.worker_id), orjson.dumps(beat), ex=30)
 
+    async def _list_ends(self) -> None:
+        """Ask the broker where each assigned input ends (:meth:`lags`). A worker that falls behind stops
+        fetching, and the high watermarks its fetches report then stop too: a heartbeat said 4-9k records
+        behind while 265k were, and ``/readyz`` believed it. A broker that does not answer keeps the last."""
+        inputs = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in topics.TOPIC_CODE]
+        try:
+            self.listed_ends = await asyncio.wait_for(self.log_reader.listed_ends(inputs), timeout=2.0)
+        except (TimeoutError, KafkaError) as exc:
+            log.debug("end offsets not listed: %s", exc)
+
     def lag(self) -> int:
-        """Records behind the high watermarks that fetches report (correct on every broker)."""
+        """Records behind the inputs' ends: the later of the high watermark fetches report (exact on
+        every broker, as far as fetched) and the end the broker last listed (:meth:`_list_ends`)."""
         return sum(self.lags().values())
 
     def lags(self) -> dict[TP, int]:
@@ -504,10 +518,14 @@ class Engine:
         for tp in self.app.assignor.assigned_actives():
             if tp.topic not in topics.TOPIC_CODE:
                 continue
-            highwater = self._highwater(tp)
-            if highwater is not None:
-                seen = self.last_offsets.get((tp.topic, tp.partition))
-                lags[tp] = max(0, highwater - (seen + 1 if seen is not None else 0))
+            ends = [end for end in (self._highwater(tp), self.listed_ends.get(tp)) if end is not None]
+            if ends:
+                state = self.states.get(tp.partition)
+                consumed = state.expects(topics.TOPIC_CODE[tp.topic]) if state is not None else None
+                if consumed is None:  # not loaded yet: what Faust delivered
+                    seen = self.last_offsets.get((tp.topic, tp.partition))
+                    consumed = seen + 1 if seen is not None else 0
+                lags[tp] = max(0, max(ends) - consumed)
         return lags
 
 

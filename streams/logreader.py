@@ -70,6 +70,17 @@ class LogReader:
                     return records
             return None
 
+    async def listed_ends(self, tps: Iterable[Any]) -> dict[Any, int]:
+        """The end offsets the broker lists (ListOffsets) for ``tps``: what the consumer has not fetched yet
+        included (on the embedded broker they can stop short of a multi-record batch, see :meth:`ends`)."""
+        partitions = {TopicPartition(tp.topic, tp.partition): tp for tp in tps}
+        if not partitions:
+            return {}
+        async with self._lock:
+            consumer = await self._started()
+            listed = await consumer.end_offsets(list(partitions))
+        return {partitions[partition]: offset for partition, offset in listed.items()}
+
     async def ends(self, listed: Mapping[Any, int | None]) -> dict[Any, int | None]:
         """The true end offset of each partition, from fetch responses read at its listed end offset."""
         if not listed:

@@ -87,3 +87,13 @@ async def test_read_gives_the_records_of_a_range_and_none_when_the_log_stops_sho
     assert [(r.offset, r.value) for r in records] == [(3, b"3"), (4, b"4"), (5, b"5"), (6, b"6")]
     assert await reader.read(tp, 9, 10) is not None
     assert await reader.read(tp, 8, 12) is None  # offsets 10 and 11 are not in the log (yet)
+
+
+async def test_listed_ends_answer_without_reading(settings: Settings, reader: LogReader) -> None:
+    # What a worker that stopped fetching still learns of its inputs (Engine._list_ends): single-record
+    # batches end where they end on every broker; after a multi-record batch the embedded broker's
+    # listing stops short, which the engine's lag covers with the fetched high watermark.
+    singles, multi = await topic_with(settings, 1, 1, 1), await topic_with(settings, 3, 250)
+    assert await reader.listed_ends([singles, multi]) == {
+        singles: 3, multi: 253 if brokers.kind() == "kafka" else 4}
+    assert await reader.listed_ends([]) == {}
