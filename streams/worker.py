@@ -10,6 +10,7 @@ import faust
 
 from availability.settings import Settings
 
+from . import logthrottle
 from .admin import ensure_topics
 from .app import create_faust_app
 from .engine import Engine
@@ -29,6 +30,7 @@ class Worker(faust.Worker):
         logger.setLevel(level or logging.INFO)
         for name in ("aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(max(level or logging.INFO, logging.INFO))
+        logthrottle.install(logger)  # a broker outage: one line per kind of library error per 30 s
 
 
 def build(settings: Settings, *, store: str | None = None) -> tuple[faust.App, Engine]:
