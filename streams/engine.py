@@ -89,6 +89,11 @@ log = logging.getLogger(__name__)
 #: 400k envelope lines ran at 11.3k lines/s flushing every second, 14.5k every five (benchmarks.ingest, same hour)
 BEHIND_FLUSH_FACTOR = 5
 
+#: while the worker is behind, the cache is written at most this often, not after every batch: answers
+#: are seconds old then anyway, and a hot SKU changed by ten batches is written once (decisions and
+#: flushes still write at once)
+BEHIND_CACHE_INTERVAL_SECONDS = 0.25
+
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
 #: worker reads that tail from the log itself (see Engine._read_skipped_tails)
 TAIL_WAIT_SECONDS = 3.0
@@ -109,6 +114,7 @@ class Engine:
         self.unflushed: dict[int, EventT[Any]] = {}  # partition → an event of it, applied since the last flush
         self.unacked: list[EventT[Any]] = []  # events done since the last flush: acked once it is written
         self.flushed_at = time.monotonic()
+        self.cache_written_at = time.monotonic()
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
         self.arrived: dict[TP, float] = {}  # when a message of each input partition last arrived (monotonic)
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
@@ -182,29 +188,37 @@ class Engine:
         self.unacked.extend(done)
         await self._write_outputs(batch)
         states = {p: state for p, state in states.items() if self.states.get(p) is state}  # after the await
-        fresh = self.epochs.renew(states)  # right before the snapshots, no await between: whole partitions
-        snapshots = {p: state.snapshots() for p, state in states.items()}
+        deciding = {p for p, state in states.items() if state.deciding}
+        behind = self.lag() > self.settings.batch_max
+        fresh: list[int] = []
+        snapshots: dict[int, list[tuple[str, str, Position]]] = {}
+        if deciding or not behind or time.monotonic() - self.cache_written_at >= BEHIND_CACHE_INTERVAL_SECONDS:
+            fresh = self.epochs.renew(states)  # right before the snapshots, no await between: whole partitions
+            snapshots = {p: state.snapshots() for p, state in states.items()}
+        # else: the changes stay marked in the states, for a later batch's snapshots or the flush's
         flushes: dict[int, Flush] = {}
         acked: list[EventT[Any]] = []
-        if deciding := {p for p, state in states.items() if state.deciding}:
+        if deciding:
             # the cache shows a decision's effect with it, not before; only the deciding partitions flush
             # (a peak day decides holds in most batches: the others keep their flush interval)
             acked, flushes = await self._flush(now_ms, snapshots, fresh, deciding)
         else:
-            await self._write_cache(snapshots, [], fresh)
-            if time.monotonic() - self.flushed_at >= self._flush_interval():
+            if snapshots or fresh:
+                await self._write_cache(snapshots, [], fresh)
+                self.cache_written_at = time.monotonic()
+            if time.monotonic() - self.flushed_at >= self._flush_interval(behind):
                 acked, flushes = await self._flush(now_ms, {}, [])
         await self.gate.seek_due()
         self.metrics.batch(done, batch.dead_letters, flushes, snapshots, time.perf_counter() - started)
         return acked
 
-    def _flush_interval(self) -> float:
+    def _flush_interval(self, behind: bool) -> float:
         """Seconds between flushes: ``ATS_FLUSH_INTERVAL_MS``, stretched :data:`BEHIND_FLUSH_FACTOR` times
         while the worker is more than a batch behind its inputs. A flush costs per bucket touched, not per
         event, so fewer, bigger flushes drain a backlog sooner; caught up, the interval is back (what a
         crash replays, and how far commits trail the state, stay bounded by the stretched interval)."""
         interval = self.settings.flush_interval_ms / 1000
-        return interval * BEHIND_FLUSH_FACTOR if self.lag() > self.settings.batch_max else interval
+        return interval * BEHIND_FLUSH_FACTOR if behind else interval
 
     async def _flush(self, now_ms: int, snapshots: dict[int, list[tuple[str, str, Position]]], fresh: list[int],
                      only: set[int] | None = None) -> tuple[list[EventT[Any]], dict[int, Flush]]:

@@ -56,6 +56,7 @@ class WorkerMetrics:
         self.negative: dict[int, set[tuple[str, str]]] = {}
         self.at_risk: dict[int, set[tuple[str, str]]] = {}
         self._written_at: float | None = None
+        self._unwritten: list[float] = []  # timestamps of events applied whose positions no cache write carried yet
         self.engine: Engine | None = None
         self._publish_failing = False
         self._runner: web.AppRunner | None = None
@@ -93,8 +94,12 @@ class WorkerMetrics:
                 continue
             refused = dead and f"{message.topic}:{message.partition}:{message.offset}".encode() in dead
             totals.events[(kind, DEAD_LETTER if refused else APPLIED)] += 1
-            if written is not None and message.timestamp:
-                totals.freshness.observe(max(0.0, written - message.timestamp))
+            if message.timestamp:
+                self._unwritten.append(message.timestamp)
+        if written is not None:  # a batch that did not write the cache (behind) leaves them to the next write
+            for stamp in self._unwritten:
+                totals.freshness.observe(max(0.0, written - stamp))
+            self._unwritten.clear()
         for partition, flush in flushes.items():
             self._flushed(flush)
             self._positions(partition, flush.cache)
