@@ -51,7 +51,10 @@ def test_a_bucket_record_has_every_part() -> None:
 
 
 def _buckets(state: PartitionState) -> dict[Any, Any]:
-    return {address: (bucket.watermarks, bucket.positions, bucket.netting.to_wire())
+    """Each bucket as what it means: pending netting entries are a mapping (their order in the record
+    follows how they were written, and closes written as changes move entries)."""
+    return {address: (bucket.watermarks, bucket.positions,
+                      {**bucket.netting.to_wire(), "n": sorted(bucket.netting.to_wire()["n"])})
             for address, bucket in state.buckets.items()}
 
 
