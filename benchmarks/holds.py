@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from .rig import start_up, write_result
+from .rig import start_up, tuning, write_result
 
 HOLDS = 100
 TARGET_P99_MS = 50.0
@@ -139,7 +139,7 @@ async def contended(url: str, token: str, rate: int, seconds: float, clients: in
                                   if accepted[sku] != reserved[sku]},
             **{f"decision_p{p}_ms": round(percentile(latencies, p / 100), 1) for p in (50, 90, 99)},
             **{f"healthz_p{p}_ms": round(percentile(health, p / 100), 1) for p in (50, 99)},
-            "target_p99_ms": TARGET_P99_MS}
+            "target_p99_ms": TARGET_P99_MS, "worker_tuning": tuning()}
 
 
 def report_contended(figures: dict[str, Any]) -> None:
@@ -150,6 +150,8 @@ def report_contended(figures: dict[str, Any]) -> None:
     print(f"  decision (201 or 409): p50 {figures['decision_p50_ms']} ms, p90 {figures['decision_p90_ms']} ms, "
           f"p99 {figures['decision_p99_ms']} ms (target p99 ≤ {TARGET_P99_MS:.0f} ms: {'met' if met else 'missed'})")
     print(f"  baseline GET /healthz meanwhile: p50 {figures['healthz_p50_ms']} ms, p99 {figures['healthz_p99_ms']} ms")
+    if figures["worker_tuning"]:
+        print(f"  worker settings varied: {figures['worker_tuning']}")
     print(f"  oversell: {figures['oversold'] or 'none'} (accepted units per SKU {figures['accepted_units']} ≤ "
           f"{figures['stock_per_sku']}); API reserved == accepted: "
           f"{'yes' if not figures['reserved_mismatch'] else figures['reserved_mismatch']}")
@@ -159,7 +161,7 @@ def up_and(measure_with: Any) -> Any:
     """``ats up`` in a scratch directory, ``measure_with(url, token)`` inside it."""
     with tempfile.TemporaryDirectory() as data_dir:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
-        env.update(ATS_DATA_DIR=data_dir, ATS_LOG_LEVEL="warning")
+        env.update(ATS_DATA_DIR=data_dir, ATS_LOG_LEVEL="warning", **tuning())
         up, url, token = start_up(env)
         try:
             return asyncio.run(measure_with(url, token))
