@@ -142,12 +142,12 @@ async def until_flushed(rig: Rig, ends: dict[int, int], worker: subprocess.Popen
     return time.monotonic() - started
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, MiB (``VmRSS``)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of a process, MiB (``VmRSS``; ``VmHWM``: its peak so far)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def settle_rss(pid: int, seconds: float = 3.0) -> float:
