@@ -40,7 +40,7 @@ RESULTS = Path(".ats/bench")
 POLL_S = 0.02
 #: worker settings a run may vary (``ATS_FLUSH_INTERVAL_MS=5000 python -m benchmarks.ingest``); every other
 #: ``ATS_*`` variable of the caller is left out of the worker's environment
-TUNING = ("ATS_FLUSH_INTERVAL_MS", "ATS_BATCH_MAX", "ATS_BATCH_WINDOW_MS")
+TUNING = ("ATS_FLUSH_INTERVAL_MS", "ATS_BATCH_MAX", "ATS_BATCH_WINDOW_MS", "ATS_FETCH_WAIT_MS")
 
 
 def tuning() -> dict[str, str]:
@@ -154,23 +154,28 @@ class EngineRun:
         return self.done - self.first_applied
 
 
-def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, timeout: float = 900) -> EngineRun:
-    """Start one ``python -m streams worker`` (default RocksDB store) and time it through the cache."""
+def spawn_worker(rig: Rig, name: str = "worker", store: str = "rocksdb") -> subprocess.Popen[bytes]:
+    """One ``python -m streams worker`` (RocksDB store unless told) on the rig, data in ``rig.root / name``
+    (made here), log appended to ``rig.root / f"{name}.log"``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
     env.update(ATS_BROKER_URL=rig.settings.broker_url or "", ATS_REDIS_URL=rig.settings.redis_url or "",
-               ATS_PARTITIONS=str(rig.settings.partitions), ATS_DATA_DIR=str(rig.root / "worker"),
-               ATS_STORE="rocksdb", ATS_LOG_LEVEL="info",
+               ATS_PARTITIONS=str(rig.settings.partitions), ATS_DATA_DIR=str(rig.root / name),
+               ATS_STORE=store, ATS_LOG_LEVEL="info",
                # as `ats up` runs the embedded broker: a short session keeps the group join to seconds
                ATS_SESSION_TIMEOUT_SECONDS="3", ATS_HEARTBEAT_INTERVAL_SECONDS="0.5")
     env.update(tuning())
-    (rig.root / "worker").mkdir(exist_ok=True)
+    (rig.root / name).mkdir(exist_ok=True)
+    with (rig.root / f"{name}.log").open("ab") as log:
+        return embedded.child_process([sys.executable, "-m", "streams", "worker"], log=log, env=env)
+
+
+def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, timeout: float = 900) -> EngineRun:
+    """Start one ``python -m streams worker`` (default RocksDB store) and time it through the cache."""
     spy_bin = Path(sys.executable).parent / "py-spy"
     if profile is not None and not spy_bin.exists():
         raise SystemExit(f"--profile needs py-spy: {Path(sys.executable).parent / 'pip'} install py-spy")
-    log = (rig.root / "worker.log").open("ab")
     started = time.monotonic()
-    worker = embedded.child_process([sys.executable, "-m", "streams", "worker"], log=log, env=env)
-    log.close()
+    worker = spawn_worker(rig)
     spies: list[subprocess.Popen[bytes]] = []
 
     def attach() -> None:  # py-spy from the first applied event on: the profile of consumption alone
@@ -181,7 +186,7 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     try:
-        first, done, checked = asyncio.run(_watch(rig, workload, worker, time.monotonic() + timeout, attach))
+        first, done, checked = asyncio.run(watch(rig, workload, worker, time.monotonic() + timeout, attach))
     except BaseException:
         sys.stderr.write((rig.root / "worker.log").read_text(errors="replace")[-4000:])
         raise
@@ -193,8 +198,9 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
     return EngineRun(started, first, done, checked, worker.pid)
 
 
-async def _watch(rig: Rig, workload: Workload, worker: subprocess.Popen[bytes], deadline: float,
-                 on_first: Callable[[], None]) -> tuple[float, float, dict[str, tuple[int, int]]]:
+async def watch(rig: Rig, workload: Workload, worker: subprocess.Popen[bytes], deadline: float,
+                on_first: Callable[[], None]) -> tuple[float, float, dict[str, tuple[int, int]]]:
+    """(first workload position in the cache, every sentinel in the cache, Σ on_hand checked per sampled SKU)."""
     cache = Redis.from_url(rig.settings.redis_url or "")
     try:
         popular = [topics.position_key(sku) for sku in list(workload.sample())[:20]]
@@ -266,5 +272,14 @@ def print_state_figures(figures: dict[str, Any], per: str) -> None:
     print(f"  changelog: {figures['changelog_records']:,} records in {figures['flushes']:,} partition "
           f"flushes (markers), {figures['changelog_records'] / figures[per]:.3f} per line")
     print(f"  final state checked: Σ on_hand of {figures['checked_skus']} SKUs as the workload's arithmetic")
-    if figures["worker_tuning"]:
+    print_tuning(figures)
+
+
+def print_tuning(figures: dict[str, Any]) -> None:
+    if figures.get("worker_tuning"):
         print(f"  worker settings varied: {figures['worker_tuning']}")
+
+
+def script(name: str, run: Callable[[list[str] | None], dict[str, Any]], argv: list[str] | None = None) -> None:
+    """A benchmark run alone (``python -m benchmarks.<name>``): measure, print, write ``<name>-….json``."""
+    print(f"  written to {write_result(name, run(argv))}")
