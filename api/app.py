@@ -15,16 +15,19 @@ from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from availability.channels import ChannelsError, ChannelViews, parse_channels
 from availability.connections import redis_options
 from availability.settings import Settings
 
-from . import erp, openapi, routes
+from . import answercache, erp, openapi, routes
+from .answercache import AnswerCache
 from .auth import auth_middleware
 from .broker import Broker
 from .decisions import Decisions
-from .keys import BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, DRIFT, METRICS, SETTINGS, SPEC, TOKENS
+from .keys import ANSWERS, BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, DRIFT, METRICS, SETTINGS, SPEC, TOKENS
 from .metrics import Metrics, metrics_middleware
 from .problems import problem_middleware
 
@@ -56,6 +59,7 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
     app[METRICS] = Metrics()
     app[DRIFT] = erp.DriftStatus()
     app[CLOCK] = clock
+    app[ANSWERS] = AnswerCache(settings.answer_cache_skus, settings.partitions)
 
     async def connections(app: web.Application) -> AsyncIterator[None]:
         app[CACHE] = cache if cache is not None else Redis.from_url(
@@ -63,14 +67,22 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
         app[BROKER] = broker if broker is not None else Broker(settings)
         app[DECISIONS] = Decisions(app[CACHE])
         await app[DECISIONS].start()
-        refresher = None
+        background = []
         if settings.drift_refresh_seconds:
-            refresher = asyncio.create_task(erp.refresh_drift(app, settings.drift_refresh_seconds))
+            background.append(asyncio.create_task(erp.refresh_drift(app, settings.drift_refresh_seconds)))
+        subscriber = None
+        if settings.answer_cache_skus and cache is None:  # kept answers need the change messages
+            subscriber = Redis.from_url(settings.redis_url or "", socket_connect_timeout=2.0,
+                                        retry=Retry(NoBackoff(), 0), **redis_options(settings))
+            background.append(asyncio.create_task(answercache.watch_changes(subscriber, app[ANSWERS])))
+            background.append(asyncio.create_task(answercache.watch_epochs(app[CACHE], app[ANSWERS])))
         yield
-        if refresher is not None:
-            refresher.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+                await task
+        if subscriber is not None:
+            await subscriber.aclose()
         await app[DECISIONS].close()
         if broker is None:
             await app[BROKER].close()

@@ -22,9 +22,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[Any, Any] = {}  # labelled children, by label values (bounded)
         self.requests = build(catalogue.API_REQUESTS, self.registry)
         self.latency = build(catalogue.API_LATENCY, self.registry)
         self.cache_errors = build(catalogue.API_CACHE_ERRORS, self.registry)
+        self.answers = build(catalogue.API_ANSWERS, self.registry)
         self.broker_errors = build(catalogue.API_BROKER_ERRORS, self.registry)
         self.reservations = build(catalogue.API_RESERVATIONS, self.registry)
         self.ingested = build(catalogue.API_INGESTED, self.registry)
@@ -32,6 +34,13 @@ class Metrics:
         self.erp_drift_positions = build(catalogue.ERP_DRIFT_POSITIONS, self.registry)
         self.erp_drift_units = build(catalogue.ERP_DRIFT_UNITS, self.registry)
         self.erp_drift_checked = build(catalogue.ERP_DRIFT_CHECKED, self.registry)
+
+    def answered(self, source: str, count: int) -> None:
+        """``count`` availability answers from ``source`` (kept, read, direct)."""
+        child = self._children.get(source)
+        if child is None:
+            child = self._children[source] = self.answers.labels(source)
+        child.inc(count)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
