@@ -24,12 +24,11 @@ from availability.settings import Settings
 
 from . import answercache, erp, openapi, routes
 from .answercache import AnswerCache
-from .auth import auth_middleware
 from .broker import Broker
 from .decisions import Decisions
+from .edge import edge_middleware
 from .keys import ANSWERS, BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, DRIFT, METRICS, SETTINGS, SPEC, TOKENS
-from .metrics import Metrics, metrics_middleware
-from .problems import problem_middleware
+from .metrics import Metrics
 
 
 class ChannelsFileError(Exception):
@@ -51,8 +50,7 @@ def load_channels(path: Path | None) -> ChannelViews:
 
 def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker | None = None,
                channels: ChannelViews | None = None, clock: Callable[[], float] = time.time) -> web.Application:
-    middlewares = [metrics_middleware, problem_middleware, auth_middleware, routes.query_middleware]
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[edge_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[CHANNELS] = channels if channels is not None else load_channels(settings.channels_file)
     app[TOKENS] = settings.tokens

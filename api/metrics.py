@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +41,16 @@ class Metrics:
             child = self._children[source] = self.answers.labels(source)
         child.inc(count)
 
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request and its latency (the labelled children kept per label values: bounded)."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (route, method, str(status))
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -61,24 +70,6 @@ def route_template(request: web.Request) -> str:
     if info.http_exception is not None or info.route.resource is None:
         return UNMATCHED
     return info.route.resource.canonical
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    metrics = request.app[METRICS]
-    started = time.perf_counter()
-    status = 500
-    try:
-        response: web.StreamResponse = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        labels = (route_template(request), request.method, str(status))
-        metrics.requests.labels(*labels).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
