@@ -92,14 +92,22 @@ class AnswerCache:
                 and self.clock() - self.epochs_read_at <= EPOCHS_MAX_AGE_S)
 
     def get(self, sku: str) -> Kept | None:
-        kept = self.kept.get(sku)
-        if kept is None:
-            return None
-        if self.clock() - kept.read_at > MAX_AGE_S:
-            del self.kept[sku]
-            return None
-        self.kept.move_to_end(sku)
-        return kept
+        return self.get_many([sku])[0]
+
+    def get_many(self, skus: list[str]) -> list[Kept | None]:
+        """What is kept of each SKU (``None``: not kept, or kept too long); one clock read for them all."""
+        found: list[Kept | None] = []
+        kept, oldest = self.kept, self.clock() - MAX_AGE_S
+        for sku in skus:
+            entry = kept.get(sku)
+            if entry is not None:
+                if entry.read_at < oldest:
+                    del kept[sku]
+                    entry = None
+                else:
+                    kept.move_to_end(sku)
+            found.append(entry)
+        return found
 
     def keep(self, generation: int, sku: str, positions: Positions) -> Kept:
         """The SKU's positions as a read that started under ``generation`` found them; kept only if nothing

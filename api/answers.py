@@ -148,8 +148,7 @@ async def _kept_answers(request: web.Request, kept: AnswerCache, skus: list[str]
                         key: Scope, view: ChannelView) -> list[tuple[bytes, bytes]]:
     answers: list[tuple[bytes, bytes] | None] = []
     missing: list[int] = []
-    for i, sku in enumerate(skus):
-        entry = kept.get(sku)
+    for i, (sku, entry) in enumerate(zip(skus, kept.get_many(skus), strict=True)):
         answers.append(None if entry is None else _rendered(entry, sku, locations, key, view))
         if entry is None:
             missing.append(i)
