@@ -10,7 +10,9 @@ Kept answers are served only while all of this holds, else every read goes to Re
 * **subscribed**: the subscription's confirmation has been read on a connection that is still up. A
   lost connection clears everything (messages may have been missed) and keeps clearing until a new
   subscription is confirmed; that connection never retries silently (redis-py would resubscribe
-  behind our back and lose what was published meanwhile).
+  behind our back and lose what was published meanwhile). A ``PING`` goes down the subscription every
+  :data:`PING_S`, and something must have come back within :data:`HEARD_MAX_AGE_S`: a connection that
+  went silent (half-open after a network fault) stops the kept answers as a dropped one does.
 * **every cache epoch present**, read at most :data:`EPOCHS_MAX_AGE_S` ago (:func:`watch_epochs` polls
   them every :data:`EPOCHS_POLL_S`): a cache that lost its data (``FLUSHALL``, restart) is seen within
   one poll, everything kept is dropped, and reads answer 503 from Redis as before
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 #: how often the cache epochs are read, and how old the last read may be for kept answers to be served
 EPOCHS_POLL_S = 0.05
 EPOCHS_MAX_AGE_S = 0.5
+#: how often the subscription is pinged when quiet, and how long it may stay silent for kept answers to be served
+PING_S = 0.1
+HEARD_MAX_AGE_S = 0.5
 #: the longest an answer is kept, changes or not: a safety net for a worker that does not publish
 MAX_AGE_S = 10.0
 #: pause before subscribing again after the subscription was lost
@@ -84,12 +89,14 @@ class AnswerCache:
         self.kept: OrderedDict[str, Kept] = OrderedDict()
         self.generation = 0
         self.subscribed = False
+        self.heard_at = float("-inf")  # when the subscription last delivered anything (a message, a pong)
         self.epochs: dict[Any, Any] | None = None  # the last complete read of the cache epochs
         self.epochs_read_at = float("-inf")
 
     def usable(self) -> bool:
-        return (self.subscribed and self.epochs is not None
-                and self.clock() - self.epochs_read_at <= EPOCHS_MAX_AGE_S)
+        now = self.clock()
+        return (self.subscribed and self.epochs is not None and now - self.epochs_read_at <= EPOCHS_MAX_AGE_S
+                and now - self.heard_at <= HEARD_MAX_AGE_S)
 
     def get(self, sku: str) -> Kept | None:
         return self.get_many([sku])[0]
@@ -136,6 +143,11 @@ class AnswerCache:
     def subscription_confirmed(self) -> None:
         self.clear()  # whatever was published before it was missed
         self.subscribed = True
+        self.heard()
+
+    def heard(self) -> None:
+        """The subscription delivered something: it is alive."""
+        self.heard_at = self.clock()
 
     def subscription_lost(self) -> None:
         self.subscribed = False
@@ -163,9 +175,11 @@ async def watch_changes(subscriber: Redis, answers: AnswerCache) -> None:
         try:
             await pubsub.subscribe(topics.CHANGED_CHANNEL)
             while True:
-                message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
+                message: dict[str, Any] | None = await pubsub.get_message(timeout=PING_S)
                 if message is None:
+                    await pubsub.ping()
                     continue
+                answers.heard()
                 if message["type"] == "message":
                     answers.changed(wire.changed_skus(message["data"]))
                 elif message["type"] == "subscribe":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.answercache import EPOCHS_MAX_AGE_S, MAX_AGE_S, AnswerCache
+from api.answercache import EPOCHS_MAX_AGE_S, HEARD_MAX_AGE_S, MAX_AGE_S, AnswerCache
 from availability import wire
 
 POSITIONS = [("S-1", [5, 1, 0, 0, 0, 1_764_000_000_000])]
@@ -41,8 +41,14 @@ def test_served_only_while_subscribed_and_every_epoch_was_read_lately(clock: Clo
     answers.subscription_confirmed()
     assert answers.usable()
     clock.now += EPOCHS_MAX_AGE_S + 0.01
+    answers.heard()
     assert not answers.usable(), "the epochs were not read lately"
     answers.epochs_read(dict(ALL_EPOCHS))
+    assert answers.usable()
+    clock.now += HEARD_MAX_AGE_S + 0.01
+    answers.epochs_read(dict(ALL_EPOCHS))
+    assert not answers.usable(), "the subscription went silent: no message, no pong"
+    answers.heard()
     assert answers.usable()
     answers.epochs_read({b"0": b"w0@1"})
     assert not answers.usable(), "partition 1's epoch is missing: the cache lost data"
@@ -99,7 +105,6 @@ def test_least_recently_read_goes_first_and_nothing_outlives_its_age(answers: An
     answers.keep(answers.generation, "D", POSITIONS)
     assert list(answers.kept) == ["C", "A", "D"]
     clock.now += MAX_AGE_S + 0.01
-    answers.epochs_read(dict(ALL_EPOCHS))
     assert answers.get("A") is None
 
 
