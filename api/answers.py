@@ -1,6 +1,9 @@
 """Availability answers, read from the cache the workers write (never from the broker or the ERP).
 
-Every request is one pipelined round trip to the cache: ``HMGET`` of the asked locations when the
+Answers of SKUs read recently are kept in memory and served until a worker says they changed
+(:mod:`api.answercache`: kept only while subscribed to the workers' change messages and while every
+cache epoch is present); a SKU not kept is read whole (``HGETALL``) and kept. Otherwise every request
+is one pipelined round trip to the cache: ``HMGET`` of the asked locations when the
 scope is a list of locations (asked, or a channel's list), ``HGETALL`` otherwise, one command per
 SKU. Scope = the asked locations (if any) ∩ the channel's eligible locations (if a channel is named);
 ``locations`` lists the positions in scope that exist, ``network_ats`` is the channel's network ATS
@@ -12,8 +15,6 @@ partition that owns a location in scope (:mod:`streams.cacheepoch` writes them),
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
@@ -21,19 +22,23 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from availability import topics
-from availability.channels import ChannelView, network_ats
+from availability.channels import ALL_LOCATIONS, ChannelView, network_ats
 from availability.events import ChannelName, LocationId, Sku
 from availability.routing import owner_partition
 from availability.wire import answer_location, rfc3339
 
+from .answercache import SCOPES_PER_SKU, AnswerCache, Kept, Scope
 from .bodies import parse, read_json
-from .keys import CACHE, CHANNELS, CLOCK, METRICS, SETTINGS
+from .keys import ANSWERS, CACHE, CHANNELS, CLOCK, METRICS, SETTINGS
 from .models import MAX_LOCATIONS, AvailabilityQuery
 from .problems import Problem, unavailable
 
 _SKU: TypeAdapter[str] = TypeAdapter(Sku)
 _LOCATION: TypeAdapter[str] = TypeAdapter(LocationId)
 _CHANNEL: TypeAdapter[str] = TypeAdapter(ChannelName)
+JSON = "application/json"
+#: the scope of an answer asked with no channel and no locations
+_EVERY_LOCATION: Scope = (None, None)
 
 
 class CacheRebuilding(Exception):
@@ -46,27 +51,38 @@ class CacheRebuilding(Exception):
 
 async def one(request: web.Request) -> web.Response:
     """``GET /v1/availability/{sku}?location=…&location=…&channel=…``"""
-    sku = _check(_SKU, request.match_info["sku"], "sku")
-    asked = request.query.getall("location", [])
-    if len(asked) > MAX_LOCATIONS:
-        raise Problem(422, f"location: at most {MAX_LOCATIONS} locations per request, got {len(asked)}")
-    locations = [_check(_LOCATION, value, f"location.{i}") for i, value in enumerate(asked)] or None
-    channel_name = request.query.get("channel")
+    sku = request.match_info["sku"]
+    if not request.query_string:  # the product page's read: a kept SKU (so a valid one) answers at once
+        kept = request.app[ANSWERS]
+        entry = kept.get(sku) if kept.usable() else None
+        if entry is not None:
+            request.app[METRICS].answered("kept", 1)
+            head, tail = _rendered(entry, sku, None, _EVERY_LOCATION, ALL_LOCATIONS)
+            return web.Response(body=head + _as_of(request) + tail, content_type=JSON)
+    sku = _check(_SKU, sku, "sku")
+    query = request.query
+    locations = None
+    if "location" in query:
+        asked = query.getall("location")
+        if len(asked) > MAX_LOCATIONS:
+            raise Problem(422, f"location: at most {MAX_LOCATIONS} locations per request, got {len(asked)}")
+        locations = [_check(_LOCATION, value, f"location.{i}") for i, value in enumerate(asked)]
+    channel_name = query.get("channel")
     if channel_name is not None:
         _check(_CHANNEL, channel_name, "channel")
-    items = await _answers(request, [sku], locations, channel_name)
-    return web.json_response(items[0], dumps=_dumps)
+    as_of, [(head, tail)] = await _answers(request, [sku], locations, channel_name)
+    return web.Response(body=head + as_of + tail, content_type=JSON)
 
 
 async def query(request: web.Request) -> web.Response:
     """``POST /v1/availability/query`` with ``{"skus": [...], "locations"?: [...], "channel"?: "..."}``."""
     body = parse(AvailabilityQuery, await read_json(request))
-    items = await _answers(request, body.skus, body.locations, body.channel)
-    return web.json_response({"items": items}, dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    as_of, answers = await _answers(request, body.skus, body.locations, body.channel)
+    parts = [b'{"items":[']
+    for head, tail in answers:  # one copy of up to 1,000 answers into the body, not one per step
+        parts += (head, as_of, tail, b",")
+    parts[-1] = b"]}"
+    return web.Response(body=b"".join(parts), content_type=JSON)
 
 
 def _check(adapter: TypeAdapter[str], value: str, field: str) -> str:
@@ -96,13 +112,23 @@ def scope(asked: list[str] | None, view: ChannelView) -> list[str] | None:
 
 
 async def _answers(request: web.Request, skus: list[str], asked: list[str] | None,
-                   channel_name: str | None) -> list[dict[str, Any]]:
+                   channel_name: str | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """``as_of``, then each SKU's answer as the bytes before and after its ``as_of`` value: from the
+    answers this process keeps when it may serve them (:mod:`api.answercache`), else from the cache."""
     view = channel_view(request, channel_name)
     locations = scope(asked, view)
-    partitions = request.app[SETTINGS].partitions
-    owners = range(partitions) if locations is None else {owner_partition(loc, partitions) for loc in locations}
+    kept = request.app[ANSWERS]
     try:
-        positions = await read_positions(request.app[CACHE], skus, locations, owners=sorted(owners))
+        if kept.usable():
+            answers = await _kept_answers(request, kept, skus, locations,
+                                          (channel_name, None if asked is None else tuple(asked)), view)
+        else:
+            partitions = request.app[SETTINGS].partitions
+            owners = range(partitions) if locations is None else {owner_partition(loc, partitions)
+                                                                  for loc in locations}
+            found = await read_positions(request.app[CACHE], skus, locations, owners=sorted(owners))
+            answers = [render(sku, positions, view) for sku, positions in zip(skus, found, strict=True)]
+            request.app[METRICS].answered("direct", len(skus))
     except (RedisError, OSError, TimeoutError):
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the availability cache") from None
@@ -111,27 +137,62 @@ async def _answers(request: web.Request, skus: list[str], asked: list[str] | Non
         lost = ", ".join(map(str, exc.partitions))
         raise Problem(503, f"the availability cache lost its data and the workers are re-writing it (partitions "
                       f"{lost}); retry later", headers={"Retry-After": "1"}) from None
-    as_of = rfc3339(int(request.app[CLOCK]() * 1000))
-    return [answer(sku, found, view, as_of) for sku, found in zip(skus, positions, strict=True)]
+    return _as_of(request), answers
+
+
+def _as_of(request: web.Request) -> bytes:
+    return rfc3339(int(request.app[CLOCK]() * 1000)).encode()
+
+
+async def _kept_answers(request: web.Request, kept: AnswerCache, skus: list[str], locations: list[str] | None,
+                        key: Scope, view: ChannelView) -> list[tuple[bytes, bytes]]:
+    answers: list[tuple[bytes, bytes] | None] = []
+    missing: list[int] = []
+    for i, (sku, entry) in enumerate(zip(skus, kept.get_many(skus), strict=True)):
+        answers.append(None if entry is None else _rendered(entry, sku, locations, key, view))
+        if entry is None:
+            missing.append(i)
+    metrics = request.app[METRICS]
+    metrics.answered("kept", len(skus) - len(missing))
+    if missing:
+        metrics.answered("read", len(missing))
+        generation = kept.generation
+        asked = [skus[i] for i in missing]
+        found = await read_positions(request.app[CACHE], asked, None, owners=list(range(kept.partitions)))
+        for i, sku, positions in zip(missing, asked, found, strict=True):
+            answers[i] = _rendered(kept.keep(generation, sku, positions), sku, locations, key, view)
+    return answers  # type: ignore[return-value]  # every None was filled
+
+
+def _rendered(entry: Kept, sku: str, locations: list[str] | None, key: Scope,
+              view: ChannelView) -> tuple[bytes, bytes]:
+    answer = entry.rendered.get(key)
+    if answer is None:
+        answer = render(sku, entry.in_scope(locations), view)
+        if len(entry.rendered) < SCOPES_PER_SKU:
+            entry.rendered[key] = answer
+    return answer
 
 
 async def read_positions(cache: Redis, skus: list[str], locations: list[str] | None, *,
                          owners: list[int] | None = None) -> list[list[tuple[str, list[int]]]]:
     """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip; with
-    ``owners``, raises :class:`CacheRebuilding` if the cache epoch of one of those partitions is missing."""
+    ``owners``, raises :class:`CacheRebuilding` if the cache epoch of one of those partitions is missing.
+    The epochs are read after the positions: positions read before a loss of the cache's data are right,
+    and a loss before they were read shows in the epochs read after them."""
     if locations is not None and not locations:
         return [[] for _ in skus]
     pipe = cache.pipeline(transaction=False)
-    if owners:
-        pipe.hmget(topics.CACHE_EPOCHS_KEY, [str(partition) for partition in owners])
     for sku in skus:
         if locations is None:
             pipe.hgetall(topics.position_key(sku))
         else:
             pipe.hmget(topics.position_key(sku), locations)
+    if owners:
+        pipe.hmget(topics.CACHE_EPOCHS_KEY, [str(partition) for partition in owners])
     results = await pipe.execute()
     if owners:
-        epochs, results = results[0], results[1:]
+        epochs, results = results[-1], results[:-1]
         missing = [partition for partition, epoch in zip(owners, epochs, strict=True) if epoch is None]
         if missing:
             raise CacheRebuilding(missing)
@@ -145,8 +206,10 @@ async def read_positions(cache: Redis, skus: list[str], locations: list[str] | N
     return found
 
 
-def answer(sku: str, positions: list[tuple[str, list[int]]], view: ChannelView, as_of: str) -> dict[str, Any]:
-    """One SKU's answer: its positions in scope and the channel's network ATS over them."""
+def render(sku: str, positions: list[tuple[str, list[int]]], view: ChannelView) -> tuple[bytes, bytes]:
+    """One SKU's answer (its positions in scope and the channel's network ATS over them) as JSON, split
+    where its ``as_of`` value goes: ``{"sku", "network_ats", "as_of", "locations"}``."""
     locations = [answer_location(location_id, value) for location_id, value in positions if view.eligible(location_id)]
     total = network_ats(view, [(item["location_id"], item["ats"]) for item in locations])
-    return {"sku": sku, "network_ats": total, "as_of": as_of, "locations": locations}
+    head = orjson.dumps({"sku": sku, "network_ats": total})[:-1] + b',"as_of":"'
+    return head, b'","locations":' + orjson.dumps(locations) + b"}"

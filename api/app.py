@@ -15,18 +15,20 @@ from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from availability.channels import ChannelsError, ChannelViews, parse_channels
 from availability.connections import redis_options
 from availability.settings import Settings
 
-from . import erp, openapi, routes
-from .auth import auth_middleware
+from . import answercache, erp, openapi, routes
+from .answercache import AnswerCache
 from .broker import Broker
 from .decisions import Decisions
-from .keys import BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, DRIFT, METRICS, SETTINGS, SPEC, TOKENS
-from .metrics import Metrics, metrics_middleware
-from .problems import problem_middleware
+from .edge import edge_middleware
+from .keys import ANSWERS, BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, DRIFT, METRICS, SETTINGS, SPEC, TOKENS
+from .metrics import Metrics
 
 
 class ChannelsFileError(Exception):
@@ -48,14 +50,14 @@ def load_channels(path: Path | None) -> ChannelViews:
 
 def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker | None = None,
                channels: ChannelViews | None = None, clock: Callable[[], float] = time.time) -> web.Application:
-    middlewares = [metrics_middleware, problem_middleware, auth_middleware, routes.query_middleware]
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[edge_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[CHANNELS] = channels if channels is not None else load_channels(settings.channels_file)
     app[TOKENS] = settings.tokens
     app[METRICS] = Metrics()
     app[DRIFT] = erp.DriftStatus()
     app[CLOCK] = clock
+    app[ANSWERS] = AnswerCache(settings.answer_cache_skus, settings.partitions)
 
     async def connections(app: web.Application) -> AsyncIterator[None]:
         app[CACHE] = cache if cache is not None else Redis.from_url(
@@ -63,14 +65,22 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
         app[BROKER] = broker if broker is not None else Broker(settings)
         app[DECISIONS] = Decisions(app[CACHE])
         await app[DECISIONS].start()
-        refresher = None
+        background = []
         if settings.drift_refresh_seconds:
-            refresher = asyncio.create_task(erp.refresh_drift(app, settings.drift_refresh_seconds))
+            background.append(asyncio.create_task(erp.refresh_drift(app, settings.drift_refresh_seconds)))
+        subscriber = None
+        if settings.answer_cache_skus and cache is None:  # kept answers need the change messages
+            subscriber = Redis.from_url(settings.redis_url or "", socket_connect_timeout=2.0,
+                                        retry=Retry(NoBackoff(), 0), **redis_options(settings))
+            background.append(asyncio.create_task(answercache.watch_changes(subscriber, app[ANSWERS])))
+            background.append(asyncio.create_task(answercache.watch_epochs(app[CACHE], app[ANSWERS])))
         yield
-        if refresher is not None:
-            refresher.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+                await task
+        if subscriber is not None:
+            await subscriber.aclose()
         await app[DECISIONS].close()
         if broker is None:
             await app[BROKER].close()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from aiohttp import web
 
-from .keys import ROUTE_SPECS, TOKENS
+from .keys import TOKENS
 from .problems import problem
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,15 @@ def authorize(tokens: Mapping[str, frozenset[str]], header: str | None, scope: s
     return Verdict(200, "ok")
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Checks the scope the routes table gives the matched route; routes without a scope are open."""
-    spec = request.app[ROUTE_SPECS].get(request.match_info.route)
-    scope = spec.scope if spec is not None else None
-    if scope is not None:
-        tokens: dict[str, frozenset[str]] = request.app[TOKENS]
-        verdict = authorize(tokens, request.headers.get("Authorization"), scope)
-        if verdict.status == 401:
-            log.info("401 on %s %s", request.method, request.match_info.route.resource)
-            return problem(401, verdict.detail, headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'})
-        if verdict.status == 403:
-            log.info("403 on %s %s: scope %s", request.method, request.match_info.route.resource, scope)
-            return problem(403, verdict.detail, headers={
-                "WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'})
-    response: web.StreamResponse = await handler(request)
-    return response
+def refusal(request: web.Request, scope: str) -> web.Response | None:
+    """The 401 or 403 for a request to a route that needs ``scope``; ``None`` when the token has it."""
+    tokens: dict[str, frozenset[str]] = request.app[TOKENS]
+    verdict = authorize(tokens, request.headers.get("Authorization"), scope)
+    if verdict.status == 401:
+        log.info("401 on %s %s", request.method, request.match_info.route.resource)
+        return problem(401, verdict.detail, headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+    if verdict.status == 403:
+        log.info("403 on %s %s: scope %s", request.method, request.match_info.route.resource, scope)
+        return problem(403, verdict.detail, headers={
+            "WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'})
+    return None

@@ -13,6 +13,7 @@ from availability.channels import ChannelViews
 from availability.settings import Settings
 
 if TYPE_CHECKING:
+    from .answercache import AnswerCache
     from .broker import Broker
     from .decisions import Decisions
     from .erp import DriftStatus
@@ -34,4 +35,6 @@ ROUTE_SPECS: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_specs")
 #: the API's wall clock (seconds since the epoch); injected so tests can pin it
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 #: the OpenAPI document, generated once by the factory from the routes table
+#: the answers this process keeps between the workers' change messages
+ANSWERS: web.AppKey[AnswerCache] = web.AppKey("answers")
 SPEC: web.AppKey[dict[str, object]] = web.AppKey("spec")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -22,9 +21,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[Any, Any] = {}  # labelled children, by label values (bounded)
         self.requests = build(catalogue.API_REQUESTS, self.registry)
         self.latency = build(catalogue.API_LATENCY, self.registry)
         self.cache_errors = build(catalogue.API_CACHE_ERRORS, self.registry)
+        self.answers = build(catalogue.API_ANSWERS, self.registry)
         self.broker_errors = build(catalogue.API_BROKER_ERRORS, self.registry)
         self.reservations = build(catalogue.API_RESERVATIONS, self.registry)
         self.ingested = build(catalogue.API_INGESTED, self.registry)
@@ -32,6 +33,23 @@ class Metrics:
         self.erp_drift_positions = build(catalogue.ERP_DRIFT_POSITIONS, self.registry)
         self.erp_drift_units = build(catalogue.ERP_DRIFT_UNITS, self.registry)
         self.erp_drift_checked = build(catalogue.ERP_DRIFT_CHECKED, self.registry)
+
+    def answered(self, source: str, count: int) -> None:
+        """``count`` availability answers from ``source`` (kept, read, direct)."""
+        child = self._children.get(source)
+        if child is None:
+            child = self._children[source] = self.answers.labels(source)
+        child.inc(count)
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request and its latency (the labelled children kept per label values: bounded)."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (route, method, str(status))
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -52,24 +70,6 @@ def route_template(request: web.Request) -> str:
     if info.http_exception is not None or info.route.resource is None:
         return UNMATCHED
     return info.route.resource.canonical
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    metrics = request.app[METRICS]
-    started = time.perf_counter()
-    status = 500
-    try:
-        response: web.StreamResponse = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        labels = (route_template(request), request.method, str(status))
-        metrics.requests.labels(*labels).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -1,8 +1,8 @@
 """RFC 9457 problem details: every error the API returns is ``application/problem+json``.
 
-Handlers raise :class:`Problem`; the middleware turns it (and aiohttp's own HTTP errors: 404, 405,
-413, …) into a problem response. An unexpected exception is logged and answered with a 500 problem,
-never a stack trace.
+Handlers raise :class:`Problem`; the middleware (:mod:`api.edge`) turns it (and aiohttp's own HTTP
+errors: 404, 405, 413, …) into a problem response with :func:`problem_for`. An unexpected exception is
+logged and answered with a 500 problem, never a stack trace.
 """
 
 from __future__ import annotations
@@ -50,16 +50,13 @@ def unavailable(what: str, retry_after: int = 1) -> Problem:
     return Problem(503, f"{what} is unavailable; retry later", headers={"Retry-After": str(retry_after)})
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except Problem as exc:
+def problem_for(request: web.Request, exc: Exception) -> web.Response:
+    """The problem response for what a handler raised: a :class:`Problem`, one of aiohttp's HTTP errors
+    (404, 405, 413, …), or anything else (logged, a 500). aiohttp's redirects and other non-errors are not
+    problems: the caller re-raises those."""
+    if isinstance(exc, Problem):
         return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException):
         detail = exc.text or exc.reason
         if exc.status == 413:
             detail = f"request body over the limit of {request.app[SETTINGS].max_body_bytes} bytes"
@@ -69,6 +66,5 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
             detail = f"{request.method} is not allowed on {request.path}"
         return problem(exc.status, detail, headers={k: v for k, v in exc.headers.items()
                                                     if k.lower() in _PASSED_HEADERS})
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "internal error; it has been logged")
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return problem(500, "internal error; it has been logged")

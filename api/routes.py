@@ -162,22 +162,17 @@ ROUTES: tuple[Route, ...] = (
 
 
 def install(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None:
-    """Register every route and remember its table entry (the auth and query checks read it)."""
+    """Register every route and remember its table entry (the middleware's auth and query checks read it)."""
     app[ROUTE_SPECS] = {app.router.add_route(route.method, route.path, route.handler): route for route in routes}
 
 
-@web.middleware
-async def query_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+def check_query(request: web.Request, route: Route) -> None:
     """Unknown or repeated query parameters are a 422, like unknown body fields: a misspelt
     ``locations=`` must not silently widen an answer to every location."""
-    spec = request.app[ROUTE_SPECS].get(request.match_info.route)
-    if spec is not None and request.query:
-        allowed = {p.name: p.repeated for p in spec.params if p.where == "query"}
-        errors = [{"field": name, "message": "unknown query parameter"}
-                  for name in dict.fromkeys(request.query) if name not in allowed]
-        errors += [{"field": name, "message": "given more than once"} for name, repeated in allowed.items()
-                   if not repeated and len(request.query.getall(name, ())) > 1]
-        if errors:
-            raise Problem(422, "; ".join(f"{e['field']!r}: {e['message']}" for e in errors), errors=errors)
-    response: web.StreamResponse = await handler(request)
-    return response
+    allowed = {p.name: p.repeated for p in route.params if p.where == "query"}
+    errors = [{"field": name, "message": "unknown query parameter"}
+              for name in dict.fromkeys(request.query) if name not in allowed]
+    errors += [{"field": name, "message": "given more than once"} for name, repeated in allowed.items()
+               if not repeated and len(request.query.getall(name, ())) > 1]
+    if errors:
+        raise Problem(422, "; ".join(f"{e['field']!r}: {e['message']}" for e in errors), errors=errors)

@@ -106,6 +106,11 @@ API_LATENCY: Final = Metric(
     "api", ("route", "method", "status"), DURATION_BUCKETS)
 API_CACHE_ERRORS: Final = Metric(
     "ats_api_cache_errors", "counter", "cache (Redis) operations that failed", "api", ("operation",))
+API_ANSWERS: Final = Metric(
+    "ats_api_answers", "counter",
+    "availability answers (one per SKU) by source: kept (in the API's memory), read (from the cache, then kept), "
+    "direct (from the cache: kept answers not served while unsubscribed or a cache epoch is missing)", "api",
+    ("source",))
 API_BROKER_ERRORS: Final = Metric(
     "ats_api_broker_errors", "counter", "produce calls that failed", "api", ("operation",))
 API_RESERVATIONS: Final = Metric(
@@ -132,7 +137,7 @@ CATALOGUE: Final[tuple[Metric, ...]] = (
     WORKER_HOLD_DECISIONS, WORKER_RESERVED_ABOVE_ON_HAND, WORKER_NEGATIVE_ON_HAND, WORKER_POSITIONS,
     WORKER_ERP_POSTINGS, WORKER_ERP_UNITS, WORKER_CACHE_WRITE_ERRORS, WORKER_CACHE_WRITE_DURATION,
     WORKER_BATCH_DURATION, WORKER_BATCH_SIZE,
-    API_REQUESTS, API_LATENCY, API_CACHE_ERRORS, API_BROKER_ERRORS, API_RESERVATIONS, API_INGESTED,
+    API_REQUESTS, API_LATENCY, API_CACHE_ERRORS, API_ANSWERS, API_BROKER_ERRORS, API_RESERVATIONS, API_INGESTED,
     API_INGEST_REJECTED, ERP_DRIFT_POSITIONS, ERP_DRIFT_UNITS, ERP_DRIFT_CHECKED,
 )
 

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         description="API: how often the ERP drift gauges are recomputed; 0: only at GET /v1/erp/drift",
     )
     hold_timeout_ms: int = Field(5_000, ge=10, description="API: how long a reservation waits for its decision")
+    answer_cache_skus: int = Field(
+        20_000, ge=0, le=10_000_000,
+        description="API: SKUs whose answers each API process keeps in memory until a worker publishes that they "
+                    "changed (0: every read goes to the cache)",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="API: request body limit")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     kafka_security_protocol: KafkaProtocol = Field(

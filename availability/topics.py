@@ -48,6 +48,9 @@ CHANGELOG_TOPIC: Final = f"{APP_ID}-{STATE_TABLE}-changelog"
 CACHE_PREFIX: Final = "ats:v1:"
 DECISIONS_CHANNEL: Final = CACHE_PREFIX + "decisions"
 HEARTBEAT_PREFIX: Final = CACHE_PREFIX + "worker:"
+#: published by a worker in the same pipeline as, after, the position hashes it wrote: the SKUs changed
+#: (:func:`availability.wire.changed_skus`), so an API keeping answers in memory drops those SKUs' answers
+CHANGED_CHANNEL: Final = CACHE_PREFIX + "changed"
 #: each worker's running totals for the console (``GET /v1/ops/summary``), beside its heartbeat
 WORKER_STATS_PREFIX: Final = CACHE_PREFIX + "worker-stats:"
 #: the ERP's last posted book snapshot (PUT /v1/erp/book), read by GET /v1/erp/drift

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import zlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -155,6 +155,26 @@ def answer_location(location_id: str, value: list[int]) -> dict[str, Any]:
     return {"location_id": location_id, "ats": max(0, on_hand - reserved - safety_stock), "on_hand": on_hand,
             "reserved": reserved, "in_transit": in_transit, "damaged": damaged, "safety_stock": safety_stock,
             "updated_at": rfc3339(updated_ms)}
+
+
+#: a message on :data:`availability.topics.CHANGED_CHANNEL` that would name more SKUs than this names none
+#: and says "every SKU changed" instead (a whole-partition snapshot)
+CHANGED_MAX_SKUS = 1_000
+CHANGED_EVERY_SKU = b"*"
+
+
+def changed_message(skus: Collection[str]) -> bytes:
+    """The SKUs one cache write changed, space-separated (a validated SKU has no space and no ``*``)."""
+    if len(skus) > CHANGED_MAX_SKUS:
+        return CHANGED_EVERY_SKU
+    return " ".join(skus).encode()
+
+
+def changed_skus(message: bytes) -> list[str] | None:
+    """The SKUs a :func:`changed_message` names; ``None`` for every SKU."""
+    if message == CHANGED_EVERY_SKU:
+        return None
+    return message.decode().split()
 
 
 def decision(hold: Hold) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -28,6 +29,8 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +80,71 @@ def sku(index: int) -> str:
     return f"READ-SKU-{index:05d}"
 
 
-def wrk(url: str, *, connections: int, seconds: int, script: str, token: str | None) -> dict[str, float]:
-    """requests/s and latency percentiles (ms) of one wrk run."""
+def child_pid(parent: int, module: str) -> int:
+    """The process ``python -m {module}`` that ``parent`` started (``ats up`` starts the API so)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"-m" in argv and module.encode() in argv:
+            return int(entry.name)
+    raise RuntimeError(f"no child process python -m {module} of {parent}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def answer_sources(url: str) -> dict[str, float]:
+    """The API's ``ats_api_answers_total`` by source (kept in memory, read from the cache and kept, direct)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310 - our own loopback API
+        text = response.read().decode()
+    return {source: float(count) for source, count in
+            re.findall(r'^ats_api_answers_total\{source="(\w+)"\} ([\d.e+]+)$', text, re.M)}
+
+
+@contextlib.contextmanager
+def spying(pid: int, profile: Path | None, run: str) -> Iterator[None]:
+    """py-spy on ``pid`` (raw format, to ``{profile}.{run}``) while the block runs; nothing without a path."""
+    if profile is None:
+        yield
+        return
+    spy_bin = Path(sys.executable).parent / "py-spy"
+    if not spy_bin.exists():
+        raise SystemExit(f"--profile needs py-spy: {Path(sys.executable).parent / 'pip'} install py-spy")
+    spy = subprocess.Popen([str(spy_bin), "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                            "-o", f"{profile}.{run}", "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
+def wrk(url: str, *, connections: int, seconds: int, script: str, token: str | None,
+        server: int | None = None) -> dict[str, float]:
+    """requests/s and latency percentiles (ms) of one wrk run; with ``server`` (a pid), also the CPU time
+    that process spent per request (µs)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(script)
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name]
     if token:
         args += ["-H", f"Authorization: Bearer {token}"]
+    cpu_before = cpu_seconds(server) if server else 0.0
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    cpu = cpu_seconds(server) - cpu_before if server else 0.0
     os.unlink(lua.name)
     figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    requests = re.search(r"(\d+) requests in", out)
+    if server and requests:
+        figures["cpu_us_per_request"] = round(cpu / int(requests.group(1)) * 1e6, 1)
     for share, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         figures[f"p{share}_ms"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -120,6 +178,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reads", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run (default 10)")
     parser.add_argument("--skus", type=int, default=2_000, help="SKUs stocked at 20 locations (default 2,000)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="py-spy the API process (raw format) over each run: FILE.one and FILE.bulk "
+                             "(sum one up with python -m benchmarks.profile)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("not run: wrk is missing (apt-get install wrk)")
@@ -139,35 +200,39 @@ def run(argv: list[str]) -> dict[str, Any]:
             names = ", ".join(f'"{sku(i)}"' for i in range(args.skus))
             random.seed(7)
             bulk = json.dumps({"skus": random.sample([sku(i) for i in range(args.skus)], BULK_SKUS)})
-            figures = {
-                "baseline": wrk(f"http://127.0.0.1:{bare_port}", connections=GET_CONNECTIONS, seconds=args.seconds,
-                                script=GET_SCRIPT % names, token=None),
-                "one": wrk(url, connections=GET_CONNECTIONS, seconds=args.seconds, script=GET_SCRIPT % names,
-                           token=token),
-                "bulk": wrk(f"{url}/v1/availability/query", connections=BULK_CONNECTIONS, seconds=args.seconds,
-                            script=POST_SCRIPT % bulk, token=token),
-            }
+            api = child_pid(up.pid, "api")
+            figures = {"baseline": wrk(f"http://127.0.0.1:{bare_port}", connections=GET_CONNECTIONS,
+                                       seconds=args.seconds, script=GET_SCRIPT % names, token=None, server=bare.pid)}
+            with spying(api, args.profile, "one"):
+                figures["one"] = wrk(url, connections=GET_CONNECTIONS, seconds=args.seconds,
+                                     script=GET_SCRIPT % names, token=token, server=api)
+            with spying(api, args.profile, "bulk"):
+                figures["bulk"] = wrk(f"{url}/v1/availability/query", connections=BULK_CONNECTIONS,
+                                      seconds=args.seconds, script=POST_SCRIPT % bulk, token=token, server=api)
+            figures["answers"] = answer_sources(url)
         finally:
             if bare is not None:
                 bare.send_signal(signal.SIGTERM)
                 bare.wait(timeout=10)
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=120)
-    one, base, bulk_figures = figures["one"], figures["baseline"], figures["bulk"]
+    one, base, bulk_figures, sources = figures["one"], figures["baseline"], figures["bulk"], figures["answers"]
     ratio = one["rps"] / base["rps"]
     print(textwrap.dedent(f"""\
         GET /v1/availability/{{sku}}, {GET_CONNECTIONS} connections, {args.seconds} s, {len(answer)}-byte answers:
           API      {one['rps']:>9,.0f} req/s  p50 {one.get('p50_ms', 0):.2f} ms  p99 {one.get('p99_ms', 0):.2f} ms  \
-(non-2xx {one['non_2xx']:.0f})
+(non-2xx {one['non_2xx']:.0f}; CPU {one.get('cpu_us_per_request', 0):.0f} µs/request)
           bare     {base['rps']:>9,.0f} req/s  p50 {base.get('p50_ms', 0):.2f} ms  p99 {base.get('p99_ms', 0):.2f} ms  \
-(aiohttp, canned body)
+(aiohttp, canned body; CPU {base.get('cpu_us_per_request', 0):.0f} µs/request)
           ratio    {ratio:.2f} (target ≥ 0.50; p99 target ≤ 10 ms)
         POST /v1/availability/query, {BULK_SKUS} SKUs, {BULK_CONNECTIONS} connections:
           API      {bulk_figures['rps']:>9,.0f} req/s  p50 {bulk_figures.get('p50_ms', 0):.2f} ms  \
-p99 {bulk_figures.get('p99_ms', 0):.2f} ms  (non-2xx {bulk_figures['non_2xx']:.0f}; p99 target ≤ 25 ms)"""))
-    return {"one": one, "baseline": base, "bulk": bulk_figures, "ratio": round(ratio, 3), "target_ratio": 0.5,
-            "p99_target_ms": 10, "bulk_p99_target_ms": 25, "skus": args.skus, "locations": LOCATIONS,
-            "seconds": args.seconds}
+p99 {bulk_figures.get('p99_ms', 0):.2f} ms  (non-2xx {bulk_figures['non_2xx']:.0f}; \
+CPU {bulk_figures.get('cpu_us_per_request', 0):.0f} µs/request; p99 target ≤ 25 ms)
+        answers by source over both: {', '.join(f'{k} {v:,.0f}' for k, v in sources.items())}"""))
+    return {"one": one, "baseline": base, "bulk": bulk_figures, "answers": sources, "ratio": round(ratio, 3),
+            "target_ratio": 0.5, "p99_target_ms": 10, "bulk_p99_target_ms": 25, "skus": args.skus,
+            "locations": LOCATIONS, "seconds": args.seconds}
 
 
 if __name__ == "__main__":

@@ -433,6 +433,8 @@ class Engine:
         pipe = self.cache.pipeline(transaction=False)
         for sku, fields in by_sku.items():
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
+        if by_sku:  # after the hashes: an API that keeps answers in memory drops these SKUs' (api/answercache.py)
+            pipe.publish(topics.CHANGED_CHANNEL, wire.changed_message(by_sku))
         for location_id, scores in by_location.items():
             pipe.zadd(topics.location_index_key(location_id), scores)
         for hold in decisions:

@@ -62,10 +62,18 @@ def own_broker(tmp_path: Path) -> Iterator[str]:
 
 
 async def ready(cluster: Cluster, timeout: float = 90) -> None:
-    """A probe receipt shows up in the cache: the worker has joined, recovered and is applying."""
+    """A probe receipt shows up in the cache: the worker has joined, recovered and is applying; and the
+    cache epoch of every partition is written (the API answers 503 for a partition whose epoch is missing,
+    and a worker writes each partition's with its first flush of that partition, up to a tick later)."""
     probe_location, probe_sku = ref("probe"), ref("SKU")
     await cluster.send(topics.RECEIPTS, receipt(probe_location, (probe_sku, 1)))
     await eventually(lambda: cluster.position(probe_sku, probe_location), timeout=timeout, what="worker ready")
+    fields = [str(partition) for partition in range(cluster.settings.partitions)]
+
+    async def vouched() -> bool:
+        return None not in await cluster.cache.hmget(topics.CACHE_EPOCHS_KEY, fields)
+
+    await eventually(vouched, timeout=timeout, what="every partition's cache epoch")
 
 
 def locations_on_distinct_partitions(partitions: int) -> Callable[[], tuple[str, str]]:

@@ -1,0 +1,176 @@
+"""Answers the API keeps in memory (``api/answercache.py``), against a real cache: served from memory
+between changes, dropped by a worker's change message, never served while the subscription is lost or a
+cache epoch is missing; and end to end with a real worker, an event's effect still shows.
+
+The tests with a cache of their own write positions, epochs and change messages exactly as a worker's
+cache write does (the same keys, values and message, from ``availability/``), so the cache is theirs
+to flush and its subscribers theirs to kill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from api.keys import ANSWERS, METRICS
+from availability import topics, wire
+from streams.embedded import start_cache
+from tests.builders import receipt, ref, sale
+
+from .apiserver import READER, bearer, serve, settings_for, vouch_for_cache
+from .cluster import Cluster, eventually
+from .test_api_reads import post_events, settled
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+Client = TestClient[Any, Any]
+PARTITIONS = 2
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path) -> Iterator[str]:
+    server = start_cache(tmp_path / "cache")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def cache(own_cache: str) -> AsyncIterator[Redis]:
+    cache = Redis.from_url(own_cache)
+    yield cache
+    await cache.aclose()
+
+
+@asynccontextmanager
+async def api(redis_url: str) -> AsyncIterator[Client]:
+    settings = settings_for("kafka://127.0.0.1:1", redis_url, partitions=str(PARTITIONS))  # reads only
+    await vouch_for_cache(settings)
+    async with serve(settings) as client:
+        await eventually(lambda: _usable(client), timeout=10, what="kept answers served")
+        yield client
+
+
+async def _usable(client: Client) -> bool:
+    return bool(client.app[ANSWERS].usable())
+
+
+async def write(cache: Redis, sku: str, location: str, on_hand: int, *, publish: bool = True) -> None:
+    """One position, as a worker's cache write has it: the hash field, then the change message."""
+    pipe = cache.pipeline(transaction=False)
+    pipe.hset(topics.position_key(sku), location, orjson.dumps([on_hand, 0, 0, 0, 0, 1_764_000_000_000]))
+    if publish:
+        pipe.publish(topics.CHANGED_CHANNEL, wire.changed_message([sku]))
+    await pipe.execute()
+
+
+async def on_hand(client: Client, sku: str) -> tuple[int, Any]:
+    response = await client.get(f"/v1/availability/{sku}", headers=bearer(READER))
+    body = await response.json()
+    return response.status, body["locations"][0]["on_hand"] if response.status == 200 else body
+
+
+async def shows(client: Client, sku: str, value: int, what: str) -> None:
+    async def check() -> bool:
+        return await on_hand(client, sku) == (200, value)
+
+    await eventually(check, timeout=5, what=what)
+
+
+def served(client: Client, source: str) -> float:
+    value = client.app[METRICS].registry.get_sample_value("ats_api_answers_total", {"source": source})
+    return value or 0.0
+
+
+async def test_kept_between_changes_and_dropped_by_a_change_message(cache: Redis, own_cache: str) -> None:
+    sku = ref("SKU")
+    await write(cache, sku, "S-1", 5)
+    async with api(own_cache) as client:
+        assert await on_hand(client, sku) == (200, 5)
+        kept = served(client, "kept")
+        await write(cache, sku, "S-1", 9, publish=False)  # no message: the kept answer stands
+        assert await on_hand(client, sku) == (200, 5)
+        assert served(client, "kept") == kept + 1
+        await write(cache, sku, "S-1", 7)  # the message drops it: the next read goes to the cache
+
+        await shows(client, sku, 7, "the changed answer")
+        bulk = await client.post("/v1/availability/query", json={"skus": [sku, ref("SKU"), sku]},
+                                 headers=bearer(READER))
+        items = (await bulk.json())["items"]
+        assert [item["network_ats"] for item in items] == [7, 0, 7]
+        assert len({item["as_of"] for item in items}) == 1
+
+
+async def test_a_lost_subscription_reads_the_cache_until_subscribed_again(cache: Redis, own_cache: str) -> None:
+    sku = ref("SKU")
+    await write(cache, sku, "S-1", 5)
+    async with api(own_cache) as client:
+        assert await on_hand(client, sku) == (200, 5)
+        answers = client.app[ANSWERS]
+        killed = await cache.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        assert killed >= 1
+        await write(cache, sku, "S-1", 6, publish=False)  # changed while nobody listened
+
+        await shows(client, sku, 6, "the answer written while unsubscribed")
+        await eventually(lambda: _usable(client), timeout=10, what="subscribed again")
+        assert answers.subscribed
+        assert await on_hand(client, sku) == (200, 6)
+        await write(cache, sku, "S-1", 8)
+
+        await shows(client, sku, 8, "a change after subscribing again")
+
+
+async def test_a_cache_that_lost_its_data_is_503_even_for_a_kept_answer(cache: Redis, own_cache: str) -> None:
+    sku = ref("SKU")
+    await write(cache, sku, "S-1", 5)
+    async with api(own_cache) as client:
+        assert await on_hand(client, sku) == (200, 5)
+        await cache.flushall()  # no message: the epochs say it
+
+        async def unavailable() -> bool:
+            status, body = await on_hand(client, sku)
+            return status == 503 and "re-writing" in body["detail"]
+
+        await eventually(unavailable, timeout=5, what="503 for a kept SKU after FLUSHALL")
+        assert not client.app[ANSWERS].kept
+        await write(cache, sku, "S-1", 4)  # the worker writes its partitions whole, then their epochs
+        await cache.hset(topics.CACHE_EPOCHS_KEY, mapping={str(p): "again" for p in range(PARTITIONS)})
+
+        await shows(client, sku, 4, "answers again once re-written")
+
+
+async def test_turned_off_every_read_goes_to_the_cache(cache: Redis, own_cache: str) -> None:
+    sku = ref("SKU")
+    await write(cache, sku, "S-1", 5)
+    settings = settings_for("kafka://127.0.0.1:1", own_cache, partitions=str(PARTITIONS), answer_cache_skus="0")
+    await vouch_for_cache(settings)
+    async with serve(settings) as client:
+        assert await on_hand(client, sku) == (200, 5)
+        await write(cache, sku, "S-1", 6, publish=False)
+        assert await on_hand(client, sku) == (200, 6)
+        assert served(client, "kept") == 0
+        assert served(client, "direct") == 2
+
+
+async def test_a_workers_change_shows_through_a_kept_answer(engine: Cluster) -> None:
+    """End to end: the worker's cache write carries the change message."""
+    store, sku = ref("S"), ref("SKU")
+    async with serve(settings_for(engine.broker_url, engine.redis_url)) as client:
+        await eventually(lambda: _usable(client), timeout=30, what="kept answers served")
+        await post_events(client, receipt(store, (sku, 10)))
+        await settled(client, sku, 10)
+        kept = served(client, "kept")
+
+        async def from_memory() -> bool:  # the read that first saw 10 may have raced its change message
+            assert await on_hand(client, sku) == (200, 10)
+            return served(client, "kept") > kept
+
+        await eventually(from_memory, timeout=10, what="the answer served from memory")
+        await post_events(client, sale(store, (sku, 3)))
+        await settled(client, sku, 7)
