@@ -28,7 +28,7 @@ from availability.wire import rfc3339
 from .bodies import parse, read_json
 from .broker import BrokerErrors
 from .decisions import Accept, Waiter
-from .keys import BROKER, CACHE, CLOCK, DECISIONS, METRICS, SETTINGS
+from .keys import ANSWERS, BROKER, CACHE, CLOCK, DECISIONS, METRICS, SETTINGS
 from .models import ReservationRequest
 from .problems import Problem, unavailable
 
@@ -172,6 +172,10 @@ async def _outcome(request: web.Request, waiter: Waiter, reservation_id: str, ac
 
 
 def _decided(request: web.Request, decision: dict[str, Any], action: str, *, status: int) -> web.Response:
+    # Read your writes: the decision comes on one subscription, the worker's "these SKUs changed" on
+    # another, and either may be read first. Drop the kept answers of the hold's SKUs before the client
+    # learns the outcome, so its next read shows the reservation.
+    request.app[ANSWERS].changed([line["sku"] for line in decision.get("lines") or ()])
     _count(request, action, str(decision["status"]))
     response = _json(decision, status=status)
     response.headers["Location"] = location(decision["reservation_id"])
