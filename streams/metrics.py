@@ -44,6 +44,11 @@ APPLIED, DEAD_LETTER = "applied", "dead_letter"
 STATS_TTL_SECONDS = 30
 
 
+#: event timestamps kept for the freshness of the next cache write (writes are at most 250 ms apart while
+#: behind; this only bounds the list when no write comes at all)
+_UNWRITTEN_MAX = 100_000
+
+
 class WorkerMetrics:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -70,6 +75,7 @@ class WorkerMetrics:
             yield
         except Exception:
             self.totals.cache_write_errors += 1
+            self._unwritten.clear()  # their freshness is unknown: the write that would have carried them failed
             raise
         self.cache_write_duration.observe(time.perf_counter() - started)
         self._written_at = self.clock()
@@ -94,7 +100,7 @@ class WorkerMetrics:
                 continue
             refused = dead and f"{message.topic}:{message.partition}:{message.offset}".encode() in dead
             totals.events[(kind, DEAD_LETTER if refused else APPLIED)] += 1
-            if message.timestamp:
+            if message.timestamp and len(self._unwritten) < _UNWRITTEN_MAX:
                 self._unwritten.append(message.timestamp)
         if written is not None:  # a batch that did not write the cache (behind) leaves them to the next write
             for stamp in self._unwritten:

@@ -102,6 +102,22 @@ def test_a_failed_cache_write_is_counted_and_raised(worker: WorkerMetrics) -> No
     assert worker.totals.freshness.count == 0, "nothing reached the cache"
 
 
+def test_events_of_a_batch_that_wrote_nothing_are_observed_at_the_next_write_unless_it_fails(
+        worker: WorkerMetrics) -> None:
+    worker.batch([message(topics.SALES, 0, 1, 999.0)], [], {}, {}, 0.01)  # behind: no write this batch
+    with worker.cache_write():
+        pass
+    worker.batch([message(topics.SALES, 0, 2, 999.5)], [], {}, {}, 0.01)
+    assert (worker.totals.freshness.count, worker.totals.freshness.total) == (2, pytest.approx(1.5))
+    worker.batch([message(topics.SALES, 0, 3, 999.0)], [], {}, {}, 0.01)
+    with pytest.raises(ConnectionError), worker.cache_write():  # the write that would carry it fails
+        raise ConnectionError("down")
+    with worker.cache_write():
+        pass
+    worker.batch([], [], {}, {}, 0.01)
+    assert worker.totals.freshness.count == 2, "kept across a failed write, the list would grow for an outage"
+
+
 def test_position_gauges_follow_the_latest_snapshot_of_each_position(worker: WorkerMetrics) -> None:
     worker.engine = SimpleNamespace(states={0: None, 1: None}, worker_id="w", lags=dict)  # type: ignore[assignment]
     worker.batch([], [], {0: flush([("A", "S-1", Position(on_hand=-2)), ("B", "S-1", Position(on_hand=1, reserved=3))],
