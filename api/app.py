@@ -8,7 +8,6 @@ down at start: requests that need them answer 503 until they come back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from availability.settings import Settings
 
 from . import answercache, erp, openapi, routes
 from .answercache import AnswerCache
+from .background import stop
 from .broker import Broker
 from .decisions import Decisions
 from .edge import edge_middleware
@@ -75,10 +75,7 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
             background.append(asyncio.create_task(answercache.watch_changes(subscriber, app[ANSWERS])))
             background.append(asyncio.create_task(answercache.watch_epochs(app[CACHE], app[ANSWERS])))
         yield
-        for task in background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(background)
         if subscriber is not None:
             await subscriber.aclose()
         await app[DECISIONS].close()

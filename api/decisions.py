@@ -23,6 +23,8 @@ from redis.exceptions import RedisError
 
 from availability import topics
 
+from .background import stop
+
 log = logging.getLogger(__name__)
 
 Accept = Callable[[dict[str, Any]], bool]
@@ -53,17 +55,11 @@ class Decisions:
         self._task = asyncio.create_task(self._run(), name="decisions-listener")
 
     async def close(self) -> None:
-        """Stop the listener. redis-py can swallow a cancellation that lands inside
-        ``PubSub.get_message(timeout=…)`` (seen: one close in ~20 hung for good), so the loop also
-        checks a flag, and the cancellation is repeated until the task has ended."""
+        """Stop the listener (:func:`api.background.stop`; the loop also checks a flag)."""
         if self._task is None:
             return
         self._closing = True
-        while not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=0.5)
-        with contextlib.suppress(asyncio.CancelledError):
-            self._task.result()
+        await stop([self._task])
         self._task = None
 
     async def live(self, within: float) -> bool:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +18,35 @@ from tests.brokers import start_test_broker
 from tests.builders import receipt, ref
 
 from .cluster import Cluster, eventually
+
+#: seconds an async test keeps of its ``timeout`` mark to fail by itself, before pytest-timeout steps in
+OWN_DEADLINE_MARGIN = 20
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every async test with a ``timeout`` mark a deadline of its own, a little shorter.
+
+    pytest-timeout, when it fires, shows only the event loop waiting in ``select``; a test cancelled by
+    its own deadline fails with the traceback of the step it was waiting on (and its ``finally`` runs:
+    workers are stopped, their logs kept)."""
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        test = getattr(item, "obj", None)
+        if marker and marker.args and inspect.iscoroutinefunction(test):
+            item.obj = _within(test, max(marker.args[0] - OWN_DEADLINE_MARGIN, marker.args[0] / 2))  # type: ignore[attr-defined]
+
+
+def _within(test: Callable[..., Awaitable[Any]], seconds: float) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(test)
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await test(*args, **kwargs)
+        except TimeoutError as exc:
+            raise AssertionError(f"the test did not finish within {seconds:.0f} s: the step it was waiting on "
+                                 "is in the traceback above") from exc
+
+    return bounded
 
 
 @pytest.fixture(scope="module")
