@@ -50,6 +50,16 @@ def unavailable(what: str, retry_after: int = 1) -> Problem:
     return Problem(503, f"{what} is unavailable; retry later", headers={"Retry-After": str(retry_after)})
 
 
+def bounded_int(raw: str | None, field: str, *, default: int, maximum: int) -> int:
+    """A query parameter that is an integer from 1 to ``maximum`` (``default`` when absent), else a 422."""
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        message = f"must be an integer from 1 to {maximum}"
+        raise Problem(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
+    return int(raw)
+
+
 def problem_for(request: web.Request, exc: Exception) -> web.Response:
     """The problem response for what a handler raised: a :class:`Problem`, one of aiohttp's HTTP errors
     (404, 405, 413, …), or anything else (logged, a 500). aiohttp's redirects and other non-errors are not
