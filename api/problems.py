@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .keys import SETTINGS
+from .keys import REQUEST_ID, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -76,5 +76,6 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             detail = f"{request.method} is not allowed on {request.path}"
         return problem(exc.status, detail, headers={k: v for k, v in exc.headers.items()
                                                     if k.lower() in _PASSED_HEADERS})
-    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return problem(500, "internal error; it has been logged")
+    rid = request.get(REQUEST_ID)
+    log.error("unhandled error on %s %s (request %s)", request.method, request.path, rid, exc_info=exc)
+    return problem(500, f"internal error; it has been logged with request id {rid}", request_id=rid)
