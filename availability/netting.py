@@ -39,6 +39,11 @@ MOVEMENT_TYPES = ("sale", "return", "return_damaged", "receipt", "transfer_out",
 
 Entry = tuple[str, str, int]  # (sku, movement_type, window_start_ms)
 
+#: event ids a posting names at most: the first ones netted into it. With ``event_count`` they lead from
+#: a posting to its events (the position's history, ``GET /v1/positions/{sku}/{location}/history``,
+#: has every one); all of a best seller's window would make every pending entry as big as its events.
+EVENT_IDS = 5
+
 
 class Posting(NamedTuple):
     posting_id: str
@@ -50,6 +55,7 @@ class Posting(NamedTuple):
     window_end_ms: int
     revision: int
     event_count: int
+    event_ids: tuple[str, ...] = ()  # the first :data:`EVENT_IDS` events netted into it
 
 
 def window_start(occurred_ms: int, window_ms: int) -> int:
@@ -67,7 +73,7 @@ def posting_id(sku: str, location_id: str, movement_type: str, window_start_ms: 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-_NOTHING = (0, 0)
+_NOTHING: tuple[int, int, tuple[str, ...]] = (0, 0, ())
 
 
 class Netting:
@@ -75,10 +81,11 @@ class Netting:
 
     __slots__ = ("_changed", "_closed", "_stale", "_texts", "closed_before", "late_closes", "outbox", "pending")
 
-    def __init__(self, pending: dict[Entry, tuple[int, int]] | None = None, outbox: list[Posting] | None = None,
-                 closed_before: int = 0, late_closes: int = 0) -> None:
-        # entry → (qty, event_count): tuples of ints, which the garbage collector stops tracking (lists it
-        # would scan on every collection, one per pending entry: the worker slowed down as its state grew)
+    def __init__(self, pending: dict[Entry, tuple[int, int, tuple[str, ...]]] | None = None,
+                 outbox: list[Posting] | None = None, closed_before: int = 0, late_closes: int = 0) -> None:
+        # entry → (qty, event_count, first event ids): tuples of ints and strings, which the garbage
+        # collector stops tracking (lists it would scan on every collection, one per pending entry: the
+        # worker slowed down as its state grew)
         self.pending = pending or {}
         self.outbox = outbox or []
         self.closed_before = closed_before
@@ -91,10 +98,12 @@ class Netting:
     def __bool__(self) -> bool:
         return bool(self.pending or self.outbox or self.closed_before)
 
-    def add(self, sku: str, movement_type: str, window_start_ms: int, qty: int) -> None:
+    def add(self, sku: str, movement_type: str, window_start_ms: int, qty: int, event_id: str | None = None) -> None:
         entry = (sku, movement_type, window_start_ms)
-        total, count = self.pending.get(entry, _NOTHING)
-        self.pending[entry] = (total + qty, count + 1)
+        total, count, ids = self.pending.get(entry, _NOTHING)
+        if event_id is not None and len(ids) < EVENT_IDS and event_id not in ids:
+            ids = (*ids, event_id)
+        self.pending[entry] = (total + qty, count + 1, ids)
         self._stale.add(entry)
         self._changed.add(entry)
         self._closed.discard(entry)
@@ -111,7 +120,7 @@ class Netting:
         posted: list[Posting] = []
         any_late = False
         for entry in due:
-            qty, count = self.pending.pop(entry)
+            qty, count, ids = self.pending.pop(entry)
             self._texts.pop(entry, None)
             self._stale.discard(entry)
             self._changed.discard(entry)
@@ -123,7 +132,7 @@ class Netting:
                 continue
             revision = late_revision if late else 1
             posted.append(Posting(posting_id(sku, location_id, movement_type, start, revision), sku, location_id,
-                                  movement_type, qty, start, start + window_ms, revision, count))
+                                  movement_type, qty, start, start + window_ms, revision, count, ids))
         self.late_closes += any_late
         self.closed_before = max(self.closed_before, before_ms)
         self.outbox.extend(posted)
@@ -138,7 +147,8 @@ class Netting:
 
     # ---- wire ----------------------------------------------------------------------------------
     def to_wire(self) -> dict[str, Any]:
-        return {"n": [[sku, kind, start, qty, count] for (sku, kind, start), (qty, count) in self.pending.items()],
+        return {"n": [[sku, kind, start, qty, count, list(ids)]
+                      for (sku, kind, start), (qty, count, ids) in self.pending.items()],
                 "o": [list(posting) for posting in self.outbox], "c": self.closed_before, "s": self.late_closes}
 
     @property
@@ -175,14 +185,14 @@ class Netting:
                 self._stale.discard(entry)
                 self._changed.discard(entry)
             self._closed.add(entry)
-        for sku, kind, start, qty, count in data["n"]:
-            entry = (sku, kind, int(start))
-            self.pending[entry] = (int(qty), int(count))
+        for row in data["n"]:
+            entry, value = _pending(row)
+            self.pending[entry] = value
             self._stale.add(entry)
             self._changed.add(entry)
             self._closed.discard(entry)
         if "o" in data:
-            self.outbox = [Posting(*row) for row in data["o"]]
+            self.outbox = [_posting(row) for row in data["o"]]
             self.closed_before, self.late_closes = int(data["c"]), int(data["s"])
 
     def _outbox_json(self) -> str:
@@ -192,16 +202,30 @@ class Netting:
         texts = self._texts
         for entry in self._stale:
             sku, kind, start = entry
-            qty, count = self.pending[entry]
-            texts[entry] = f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count}]"
+            qty, count, ids = self.pending[entry]
+            named = ",".join(map(encode_basestring_ascii, ids))
+            texts[entry] = (f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count},"
+                            f"[{named}]]")
         self._stale.clear()
 
     @classmethod
     def from_wire(cls, data: dict[str, Any] | None) -> Netting:
         if not data:
             return cls()
-        pending = {(sku, kind, int(start)): (int(qty), int(count)) for sku, kind, start, qty, count in data["n"]}
-        return cls(pending, [Posting(*row) for row in data["o"]], int(data["c"]), int(data["s"]))
+        pending = dict(map(_pending, data["n"]))
+        return cls(pending, [_posting(row) for row in data["o"]], int(data["c"]), int(data["s"]))
+
+
+def _pending(row: list[Any]) -> tuple[Entry, tuple[int, int, tuple[str, ...]]]:
+    """A pending entry as stored: ``[sku, kind, start, qty, count, ids]`` (``ids`` missing in records
+    written before postings named their events)."""
+    sku, kind, start, qty, count, *ids = row
+    return (sku, kind, int(start)), (int(qty), int(count), tuple(ids[0]) if ids else ())
+
+
+def _posting(row: list[Any]) -> Posting:
+    posting = Posting(*row)
+    return posting._replace(event_ids=tuple(posting.event_ids))
 
 
 def totals(postings: Iterable[Posting]) -> dict[tuple[str, str], int]:

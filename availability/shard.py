@@ -338,7 +338,7 @@ class PartitionState:
                 continue
             netting = buckets[address].netting
             for kind, qty in moved:
-                netting.add(sku, kind, start, qty)
+                netting.add(sku, kind, start, qty, event_id)
             self._open.setdefault(start, set()).add(address)
         self.event_clock_ms = max(self.event_clock_ms, at)
         return None

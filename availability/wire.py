@@ -219,4 +219,4 @@ def posting_record(posting: Posting) -> dict[str, Any]:
     return {"posting_id": posting.posting_id, "sku": posting.sku, "location_id": posting.location_id,
             "movement_type": posting.movement_type, "qty": posting.qty,
             "window_start": rfc3339(posting.window_start_ms), "window_end": rfc3339(posting.window_end_ms),
-            "revision": posting.revision, "event_count": posting.event_count}
+            "revision": posting.revision, "event_count": posting.event_count, "event_ids": list(posting.event_ids)}

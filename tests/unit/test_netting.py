@@ -181,11 +181,29 @@ def test_a_closing_flush_of_a_busy_bucket_writes_changes_not_the_bucket() -> Non
 
 
 def test_posting_record_has_the_contract_fields() -> None:
-    posting = Posting(posting_id("A", "S1", "sale", T0, 1), "A", "S1", "sale", -5, T0, T0 + 300_000, 1, 3)
+    posting = Posting(posting_id("A", "S1", "sale", T0, 1), "A", "S1", "sale", -5, T0, T0 + 300_000, 1, 3,
+                      ("e-1", "e-2", "e-3"))
     assert posting_record(posting) == {
         "posting_id": posting.posting_id, "sku": "A", "location_id": "S1", "movement_type": "sale", "qty": -5,
         "window_start": "2024-01-01T00:00:00.000Z", "window_end": "2024-01-01T00:05:00.000Z", "revision": 1,
-        "event_count": 3}
+        "event_count": 3, "event_ids": ["e-1", "e-2", "e-3"]}
+
+
+def test_a_posting_names_its_first_events() -> None:
+    shard, erp = netted_shard(), Erp()
+    for i in range(8):
+        shard.send(sale("S1", ("A", 1), at=T0 + i * 100, event_id=f"s{i}"))
+    flush_and_send(shard.state, erp)
+    close_all(shard, erp)
+    (posting,) = erp.by_id.values()
+    assert (posting.event_count, posting.event_ids) == (8, ("s0", "s1", "s2", "s3", "s4"))
+
+
+def test_pending_entries_stored_before_postings_named_events_still_load() -> None:
+    old = {"n": [["A", "sale", T0, -3, 2]], "o": [["p", "A", "S1", "sale", -1, T0, T0 + 1, 1, 1]], "c": 0, "s": 0}
+    netting = Netting.from_wire(old)
+    assert netting.pending == {("A", "sale", T0): (-3, 2, ())}
+    assert netting.outbox[0].event_ids == ()
 
 
 # ---- netting in a partition -------------------------------------------------------------------------

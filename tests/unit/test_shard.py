@@ -420,7 +420,7 @@ def netted(state: PartitionState, posted: list[Any] | None = None) -> dict[tuple
     """Σ qty per (location, sku, movement type) the ERP feed has netted: pending entries and ``posted``."""
     out: dict[tuple[str, str, str], int] = defaultdict(int)
     for (location_id, _), bucket in state.buckets.items():
-        for (sku, kind, _), (qty, _) in bucket.netting.pending.items():
+        for (sku, kind, _), (qty, *_) in bucket.netting.pending.items():
             out[(location_id, sku, kind)] += qty
     for posting in posted or ():
         out[(posting.location_id, posting.sku, posting.movement_type)] += posting.qty
