@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from availability import history, topics
 from availability.events import LocationId, Sku
+from availability.routing import owner_partition
 from availability.wire import rfc3339
 
 from .answers import _check
@@ -33,7 +34,8 @@ async def position_history(request: web.Request) -> web.Response:
     limit = bounded_int(request.query.get("limit"), "limit", default=history.DEFAULT_PAGE, maximum=history.MAX_PAGE)
     cursor = request.query.get("cursor")
     try:
-        raw = await request.app[CACHE].lrange(topics.history_key(sku, location_id), 0, -1)
+        partition = owner_partition(location_id, request.app[SETTINGS].partitions)
+        raw = await request.app[CACHE].lrange(topics.history_key(partition, sku, location_id), 0, -1)
     except (RedisError, OSError, TimeoutError):
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the availability cache") from None

@@ -108,10 +108,12 @@ def worker_stats_key(worker_id: str) -> str:
     return WORKER_STATS_PREFIX + worker_id
 
 
-def history_key(sku: str, location_id: str) -> str:
-    """A list per position: its history entries (:mod:`availability.history`), newest first; ``|`` is in
-    neither a SKU nor a location id, so the pair is unambiguous."""
-    return f"{CACHE_PREFIX}hist:{_id_part(sku)}|{_id_part(location_id)}"
+def history_key(partition: int, sku: str, location_id: str) -> str:
+    """A list per position: its history entries (:mod:`availability.history`), newest first. ``{p3}``,
+    the partition that owns the location, is a hash tag: the keys a worker writes together share a
+    Redis Cluster slot, so one script call writes them all. ``|`` is in neither a SKU nor a location id,
+    so the pair is unambiguous."""
+    return f"{CACHE_PREFIX}hist:{{p{partition}}}:{_id_part(sku)}|{_id_part(location_id)}"
 
 
 def location_index_key(location_id: str) -> str:

@@ -144,6 +144,7 @@ class EngineRun:
     done: float  # every sentinel seen in the cache
     checked: dict[str, tuple[int, int]]  # sku → (expected, cached) Σ on_hand
     pid: int
+    cpu_s: float | None = None  # the worker's CPU seconds from the first applied to the final answer
 
     @property
     def total_s(self) -> float:
@@ -177,8 +178,10 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
     started = time.monotonic()
     worker = spawn_worker(rig)
     spies: list[subprocess.Popen[bytes]] = []
+    cpu_at_first: list[float | None] = []
 
     def attach() -> None:  # py-spy from the first applied event on: the profile of consumption alone
+        cpu_at_first.append(cpu_seconds(worker.pid))
         if profile is not None:
             spies.append(subprocess.Popen(
                 [str(spy_bin), "record", "--pid", str(worker.pid), "--rate", "100",
@@ -187,6 +190,7 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
 
     try:
         first, done, checked = asyncio.run(watch(rig, workload, worker, time.monotonic() + timeout, attach))
+        cpu_at_done = cpu_seconds(worker.pid)
     except BaseException:
         sys.stderr.write((rig.root / "worker.log").read_text(errors="replace")[-4000:])
         raise
@@ -195,7 +199,18 @@ def run_engine(rig: Rig, workload: Workload, *, profile: Path | None = None, tim
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         embedded.stop_process(worker, timeout=20)
-    return EngineRun(started, first, done, checked, worker.pid)
+    cpu = None if None in (cpu_at_done, *cpu_at_first) else cpu_at_done - cpu_at_first[0]  # type: ignore[operator]
+    return EngineRun(started, first, done, checked, worker.pid, cpu)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used (Linux ``/proc``; None elsewhere). On a shared machine
+    the CPU a run takes varies far less than the time it takes."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def watch(rig: Rig, workload: Workload, worker: subprocess.Popen[bytes], deadline: float,

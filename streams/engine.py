@@ -100,19 +100,27 @@ BEHIND_CACHE_INTERVAL_SECONDS = 0.25
 #: copies events applied again after a crash leave (the API shows one)
 HISTORY_SLACK = 10
 
-#: ``(sku, location, entry as JSON)``: a history entry to write (availability.history)
-HistoryEntry = tuple[str, str, bytes]
+#: partition → ``(sku, location, entry as JSON)`` of the history entries to write (availability.history)
+History = dict[int, list[tuple[str, str, bytes]]]
 
-#: a position's new history entries pushed (ARGV[3:], oldest first: the list is newest first), the list
-#: trimmed to ARGV[1] + 1 entries and kept ARGV[2] seconds: one command per position. As LPUSH, LTRIM and
-#: EXPIRE, the ingest benchmark spent 22 % of the worker in redis-py (it parses each reply in Python) and
-#: ran at a third of its speed without history. One key per call: fine on Redis Cluster.
+#: every position of KEYS gets its new history entries: ARGV is ``keep, ttl`` and then, per key, the
+#: number of its entries and the entries (oldest first: the list is newest first); each list is trimmed
+#: to ``keep + 1`` entries and kept ``ttl`` seconds. One call per partition (its keys share a hash slot,
+#: so Redis Cluster takes it too) and at most :data:`HISTORY_CALL_ARGS` arguments: as LPUSH, LTRIM and
+#: EXPIRE per position, redis-py parsed three replies per line in Python and ingest ran at a third of
+#: its speed without history; as one such call per position, at half.
 PUSH_HISTORY = """
-redis.call('LPUSH', KEYS[1], unpack(ARGV, 3))
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 0
+local keep, ttl, at = tonumber(ARGV[1]), tonumber(ARGV[2]), 3
+for _, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  redis.call('LPUSH', key, unpack(ARGV, at + 1, at + count))
+  redis.call('LTRIM', key, 0, keep)
+  redis.call('EXPIRE', key, ttl)
+  at = at + count + 1
+end
+return #KEYS
 """
+HISTORY_CALL_ARGS = 20_000
 PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
@@ -213,11 +221,11 @@ class Engine:
         behind = self.lag() > self.settings.batch_max
         fresh: list[int] = []
         snapshots: dict[int, list[tuple[str, str, Position]]] = {}
-        history: list[HistoryEntry] = []
+        history: History = {}
         if deciding or not behind or time.monotonic() - self.cache_written_at >= BEHIND_CACHE_INTERVAL_SECONDS:
             fresh = self.epochs.renew(states)  # right before the snapshots, no await between: whole partitions
             snapshots = {p: state.snapshots() for p, state in states.items()}
-            history = [entry for state in states.values() for entry in state.history()]
+            history = {p: state.history() for p, state in states.items()}
         # else: the changes stay marked in the states, for a later batch's snapshots or the flush's
         flushes: dict[int, Flush] = {}
         acked: list[EventT[Any]] = []
@@ -244,7 +252,7 @@ class Engine:
         return interval * BEHIND_FLUSH_FACTOR if behind else interval
 
     async def _flush(self, now_ms: int, snapshots: dict[int, list[tuple[str, str, Position]]], fresh: list[int],
-                     only: set[int] | None = None, history: list[HistoryEntry] | None = None,
+                     only: set[int] | None = None, history: History | None = None,
                      ) -> tuple[list[EventT[Any]], dict[int, Flush]]:
         """Steps 4 to 7 for every partition applied to since the last flush, or for ``only`` those (with
         ``snapshots`` and ``history`` written to the cache beside the decisions); returns the events to ack,
@@ -261,10 +269,10 @@ class Engine:
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_changelog(flushes, owners)
         written = dict(snapshots)
-        history = list(history or ())
+        history = dict(history or {})
         for partition, flush in flushes.items():
             written[partition] = [*written.get(partition, []), *flush.cache]
-            history.extend(flush.history)
+            history[partition] = [*history.get(partition, []), *flush.history]
         await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh,
                                 history)
         for partition, flush in flushes.items():
@@ -446,14 +454,14 @@ class Engine:
         state.confirm(postings)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
-                           fresh: list[int], history: list[HistoryEntry] | None = None) -> None:
+                           fresh: list[int], history: History | None = None) -> None:
         """Position snapshots per partition (one hash per SKU), the history entries of those changes (a
         list per position), then reservation decisions (cached, then published), then the epochs of
         ``fresh`` partitions (written whole), in one pipeline. Decisions come only from a flush whose
         changelog is written. A cache that does not answer is written whole again once it does
         (:mod:`streams.cacheepoch`), never a reason to stop applying; history entries it did not take
         are lost (the numbers they explain are not)."""
-        if not any(snapshots.values()) and not decisions and not fresh and not history:
+        if not any(snapshots.values()) and not decisions and not fresh and not any((history or {}).values()):
             return
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
         by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
@@ -486,7 +494,7 @@ class Engine:
             return
         self.epochs.written(fresh)
 
-    async def _execute(self, pipe: Any, history: list[HistoryEntry] | None) -> None:
+    async def _execute(self, pipe: Any, history: History | None) -> None:
         """Run a cache write (raising its first error). A cache that does not know the history script
         yet (a new or restarted cache) learns it, and the history pushes, which failed, run again."""
         errors = [result for result in await pipe.execute(raise_on_error=False) if isinstance(result, Exception)]
@@ -498,19 +506,29 @@ class Engine:
         elif errors:
             raise errors[0]
 
-    def _write_history(self, pipe: Any, history: list[HistoryEntry]) -> None:
+    def _write_history(self, pipe: Any, history: History) -> None:
         """Each position's new entries pushed in the order applied (the list is newest first), the list
         trimmed to ``ATS_HISTORY_LIMIT`` (with room for the second copy an event applied again after a
-        crash may leave: the API drops it) and kept ``ATS_HISTORY_HORIZON_SECONDS`` past its last entry."""
-        by_position: dict[tuple[str, str], list[bytes]] = defaultdict(list)
-        for sku, location_id, entry in history:
-            by_position[(sku, location_id)].append(entry)
+        crash may leave: the API drops it) and kept ``ATS_HISTORY_HORIZON_SECONDS`` past its last entry;
+        in calls of :data:`PUSH_HISTORY`, one or more per partition."""
         kept = self.settings.history_limit + HISTORY_SLACK
         horizon = self.settings.history_horizon_seconds
-        for (sku, location_id), entries in by_position.items():
-            # only what the trim keeps (a hot position behind a backlog could pass Lua's argument limit)
-            pipe.evalsha(PUSH_HISTORY_SHA, 1, topics.history_key(sku, location_id), kept - 1, horizon,
-                         *entries[-kept:])
+        for partition, entries in history.items():
+            by_position: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+            for sku, location_id, entry in entries:
+                by_position[(sku, location_id)].append(entry)
+            keys: list[str] = []
+            args: list[Any] = [kept - 1, horizon]
+            for (sku, location_id), pushed in by_position.items():
+                pushed = pushed[-kept:]  # only what the trim keeps
+                keys.append(topics.history_key(partition, sku, location_id))
+                args.append(len(pushed))
+                args.extend(pushed)
+                if len(args) >= HISTORY_CALL_ARGS:
+                    pipe.evalsha(PUSH_HISTORY_SHA, len(keys), *keys, *args)
+                    keys, args = [], [kept - 1, horizon]
+            if keys:
+                pipe.evalsha(PUSH_HISTORY_SHA, len(keys), *keys, *args)
 
     def _rewrite_holds(self, pipe: Any, partitions: list[int]) -> None:
         """With a partition written whole (the cache lost it, or the partition was taken over), also every
