@@ -18,7 +18,6 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from availability import topics
@@ -26,6 +25,7 @@ from availability.channels import ALL_LOCATIONS, ChannelView, network_ats
 from availability.events import ChannelName, LocationId, Sku
 from availability.routing import owner_partition
 from availability.wire import answer_location, rfc3339
+from cacheclient import Cache
 
 from .answercache import SCOPES_PER_SKU, AnswerCache, Kept, Scope
 from .bodies import parse, read_json
@@ -174,7 +174,7 @@ def _rendered(entry: Kept, sku: str, locations: list[str] | None, key: Scope,
     return answer
 
 
-async def read_positions(cache: Redis, skus: list[str], locations: list[str] | None, *,
+async def read_positions(cache: Cache, skus: list[str], locations: list[str] | None, *,
                          owners: list[int] | None = None) -> list[list[tuple[str, list[int]]]]:
     """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip; with
     ``owners``, raises :class:`CacheRebuilding` if the cache epoch of one of those partitions is missing.

@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from availability import topics
+from cacheclient import Cache
 
 from .background import stop
 
@@ -43,7 +43,7 @@ class Waiter:
 class Decisions:
     """The app's listener on the decisions channel; ``waiting(id)`` registers interest in one id."""
 
-    def __init__(self, cache: Redis, *, retry_seconds: float = 0.5) -> None:
+    def __init__(self, cache: Cache, *, retry_seconds: float = 0.5) -> None:
         self._cache = cache
         self._retry = retry_seconds
         self._waiters: dict[str, list[Waiter]] = defaultdict(list)

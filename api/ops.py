@@ -36,7 +36,10 @@ async def summary(request: web.Request) -> web.Response:
     cache, metrics = request.app[CACHE], request.app[METRICS]
     try:
         keys = [key async for key in cache.scan_iter(match=topics.WORKER_STATS_PREFIX + "*", count=100)]
-        values = await cache.mget(keys) if keys else []
+        pipe = cache.pipeline(transaction=False)  # not MGET: on a Redis Cluster the keys span slots
+        for key in keys:
+            pipe.get(key)
+        values = await pipe.execute() if keys else []
     except (RedisError, OSError, TimeoutError):
         metrics.cache_errors.labels("read").inc()
         raise unavailable("the cache") from None

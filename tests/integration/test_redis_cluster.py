@@ -1,0 +1,133 @@
+"""The product on a real Redis Cluster (three Valkey masters, ``ATS_REDIS_CLUSTER=true``): a real worker
+process writes the cache, the real API app reads it. Events in, answers back for SKUs on every node,
+a hold decided (201, then 409 for more than is left), and a ``FLUSHALL`` on every node handled as on a
+single Redis: 503 with ``Retry-After`` until the worker has re-written it, never a wrong answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.crc import key_slot
+
+from availability import topics
+from tests.builders import receipt, ref
+from tests.rediscluster import SLOTS, CacheCluster
+
+from .apiserver import READER, RESERVER, bearer, serve, settings_for
+from .cluster import Cluster, eventually
+from .conftest import running
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+PARTITIONS = 4
+Client = TestClient[Any, Any]
+
+
+def skus_on_every_node(masters: int) -> list[str]:
+    """One fresh SKU whose hash lives on each master (the fixture gives master i the i-th share of slots)."""
+    found: dict[int, str] = {}
+    while len(found) < masters:
+        sku = ref("SKU")
+        found.setdefault(min(key_slot(topics.position_key(sku).encode()) * masters // SLOTS, masters - 1), sku)
+    return [found[node] for node in range(masters)]
+
+
+@pytest.fixture(scope="module")
+async def deployment(module_broker: str, redis_cluster: CacheCluster, tmp_path_factory: pytest.TempPathFactory,
+                     ) -> AsyncIterator[tuple[Cluster, Client]]:
+    cluster = Cluster(module_broker, redis_cluster.url, tmp_path_factory.mktemp("on-cluster"), partitions=PARTITIONS,
+                      env={"ATS_REDIS_CLUSTER": "true"})
+    settings = settings_for(module_broker, redis_cluster.url, redis_cluster="true", partitions=str(PARTITIONS),
+                            hold_timeout_ms="20000")
+    async with running(cluster), serve(settings) as client:
+        yield cluster, client
+    assert "Traceback" not in cluster.log("w0")
+
+
+async def answer(client: Client, sku: str, store: str) -> tuple[int, dict[str, Any]]:
+    response = await client.get(f"/v1/availability/{sku}", params={"location": store}, headers=bearer(READER))
+    return response.status, await response.json()
+
+
+async def test_events_in_answers_out_and_a_hold_decided(deployment: tuple[Cluster, Client],
+                                                        redis_cluster: CacheCluster) -> None:
+    cluster, client = deployment
+    store, skus = ref("S"), skus_on_every_node(len(redis_cluster.nodes))
+    await cluster.send(topics.RECEIPTS, receipt(store, *((sku, 5 + i) for i, sku in enumerate(skus))))
+
+    async def stocked() -> bool:
+        response = await client.post("/v1/availability/query", json={"skus": skus, "locations": [store]},
+                                     headers=bearer(READER))
+        if response.status != 200:
+            return False
+        items = (await response.json())["items"]
+        return [item["network_ats"] for item in items] == [5, 6, 7]
+
+    await eventually(stocked, timeout=30, what="every node's SKU answered")
+
+    body = {"reservation_id": ref("R"), "location_id": store, "lines": [{"sku": skus[2], "qty": 4}]}
+    response = await client.post("/v1/reservations", json=body, headers=bearer(RESERVER))
+    assert response.status == 201, await response.text()
+    assert (await response.json())["status"] == "held"
+    # the decision dropped the kept answer: the next read shows the hold (7 - 4)
+    status, found = await answer(client, skus[2], store)
+    assert (status, found["network_ats"], found["locations"][0]["reserved"]) == (200, 3, 4)
+
+    refused = {"reservation_id": ref("R"), "location_id": store, "lines": [{"sku": skus[2], "qty": 4}]}
+    response = await client.post("/v1/reservations", json=refused, headers=bearer(RESERVER))
+    assert response.status == 409
+    assert (await response.json())["shortfalls"] == [{"sku": skus[2], "requested": 4, "available": 3}]
+
+
+async def test_a_flushall_on_every_node_is_503_until_rewritten(deployment: tuple[Cluster, Client],
+                                                               redis_cluster: CacheCluster) -> None:
+    cluster, client = deployment
+    store, skus = ref("S"), skus_on_every_node(len(redis_cluster.nodes))
+    reservation_id = ref("R")
+    await cluster.send(topics.RECEIPTS, receipt(store, *((sku, 3) for sku in skus)))
+    await eventually(lambda: _all_answer(client, skus, store, 3), timeout=30, what="stock answered")
+    response = await client.post("/v1/reservations", headers=bearer(RESERVER), json={
+        "reservation_id": reservation_id, "location_id": store, "lines": [{"sku": skus[0], "qty": 1}]})
+    assert response.status == 201
+
+    redis_cluster.flushall()
+    started, statuses, wrong = time.monotonic(), [], []
+    while time.monotonic() - started < 60:
+        read = await client.get(f"/v1/availability/{skus[1]}", params={"location": store}, headers=bearer(READER))
+        status, body = read.status, await read.json()
+        statuses.append(status)
+        if status == 200 and [item["on_hand"] for item in body["locations"]] != [3]:
+            wrong.append(body)
+        if status == 503:
+            assert read.headers["Retry-After"] == "1"
+        if status == 200 and 503 in statuses:
+            break
+        await asyncio.sleep(0.01)
+    assert wrong == [], f"answers read as if the flushed cache were the truth: {wrong[:3]}"
+    assert 503 in statuses, "the API never noticed that every node lost its data"
+    assert statuses[-1] == 200, "the worker did not re-write the cache within 60 s"
+    assert await _all_answer(client, skus, store, 3)
+    # the hold the partition remembers is written again with it
+    response = await client.get(f"/v1/reservations/{reservation_id}", headers=bearer(RESERVER))
+    assert response.status == 200
+    assert (await response.json())["status"] == "held"
+
+
+async def _all_answer(client: Client, skus: list[str], store: str, on_hand: int) -> bool:
+    for sku in skus:
+        status, body = await answer(client, sku, store)
+        if status != 200 or [item["on_hand"] for item in body["locations"]] != [on_hand]:
+            return False
+    return True
+
+
+def test_the_cluster_fixture_spans_three_masters(redis_cluster: CacheCluster) -> None:
+    for client in redis_cluster.clients():
+        with client:
+            info = client.execute_command("CLUSTER INFO")
+            assert (info["cluster_state"], int(info["cluster_size"])) == ("ok", 3)
