@@ -6,8 +6,8 @@ node ``ATS_REDIS_URL`` names; otherwise a plain client. Both take their TLS and 
 :func:`availability.connections.redis_options`, and the caller's timeouts.
 
 What the product asks of Redis stays the same on a cluster (the key layout is in the README, "The
-cache"): every command names one key, or keys of one slot; pipelines are per node
-(:mod:`cacheclient.staged` keeps their order where it matters); ``PUBLISH``/``SUBSCRIBE`` reach every
+cache"): every command names one key; pipelines are per node (:mod:`cacheclient.cluster` keeps their
+order where it matters, and keeps a copy of the cache epochs on every master); ``PUBLISH``/``SUBSCRIBE`` reach every
 node of a Redis 7 cluster, so a subscriber listens on one node (redis-py's ``ClusterPubSub`` picks the
 node of the channel's slot); ``SCAN`` runs on every primary. An adapter imports this package, never
 ``redis.asyncio.Redis.from_url`` itself.
@@ -24,7 +24,7 @@ from redis.asyncio import Redis, RedisCluster
 from availability.connections import redis_options
 from availability.settings import Settings
 
-from .staged import Cluster
+from .cluster import Cluster
 
 #: an asyncio client of the cache, whichever kind the settings ask for
 Cache = Redis | RedisCluster

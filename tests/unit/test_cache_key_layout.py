@@ -4,9 +4,11 @@ Redis Cluster puts a key on slot ``CRC16(key) mod 16384``, or, when the key hold
 on the slot of the tag alone. Every command the product sends names one key (``HSET``/``HGETALL``/
 ``HMGET`` of one SKU's hash, ``ZADD``/``ZRANGE`` of one location's index, ``SET``/``GET`` of one
 reservation, one heartbeat, the epochs hash); several keys are only ever touched through pipelines,
-which a cluster client splits per node. So no key needs a hash tag, and none has one: SKUs and
-locations spread over every node, and a hot store's index and a hot SKU's hash sit wherever their
-own names put them. The order a pipeline needs across nodes is :mod:`cacheclient.staged`'s.
+which a cluster client splits per node. So no two keys need to share a slot, and no key the product
+names has a hash tag: SKUs and locations spread over every node, and a hot store's index and a hot
+SKU's hash sit wherever their own names put them. The one use of hash tags is the opposite: the cache
+epochs hash has a copy on *every* master (``ats:v1:cache-epochs:{e<i>}``), so that data lost on any
+one node shows. The order a pipeline needs across nodes is :mod:`cacheclient.cluster`'s too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from availability import topics
-from cacheclient.staged import runs_last
+from cacheclient.cluster import _choose_tags, copy_key, fan_out, merge, runs_last
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
 SLOTS = 16_384
@@ -65,10 +67,44 @@ def test_a_hold_and_its_claim_live_apart_and_need_not_meet() -> None:
 
 def test_announcements_and_epochs_run_in_a_pipelines_second_stage() -> None:
     """On a cluster the epochs vouch for positions written or read before them, and a change or decision
-    message must not arrive before what it announces (:mod:`cacheclient.staged`)."""
+    message must not arrive before what it announces (:mod:`cacheclient.cluster`)."""
     assert runs_last(("PUBLISH", topics.CHANGED_CHANNEL, b"SKU-1"))
     assert runs_last(("HSET", topics.CACHE_EPOCHS_KEY, "3", "w@1"))
     assert runs_last(("HMGET", topics.CACHE_EPOCHS_KEY, "0", "1"))
     assert not runs_last(("HSET", topics.position_key("SKU-1"), "S-1", b"[1,0,0,0,0,0]"))
     assert not runs_last(("SET", topics.reservation_key("R-1"), b"{}"))
     assert not runs_last(("ZADD", topics.location_index_key("S-1"), 1, "SKU-1"))
+
+
+class _Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _three_masters() -> dict[int, list[_Node]]:
+    masters = [_Node(f"127.0.0.1:{7000 + i}") for i in range(3)]
+    return {slot: [masters[min(slot * 3 // SLOTS, 2)]] for slot in range(SLOTS)}
+
+
+def test_the_epochs_hash_has_a_copy_on_every_master_of_a_cluster() -> None:
+    """One copy per master that owns slots, hash-tagged onto that master; the same slot map gives the same
+    copies in every process (the worker writes what the API reads)."""
+    slots = _three_masters()
+    tags = _choose_tags(slots)
+    assert sorted(tags) == ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]
+    for master, (tag, slot) in tags.items():
+        key = copy_key(tag)
+        assert key == f"{topics.CACHE_EPOCHS_KEY}:{{{tag}}}"
+        assert key_slot(key.encode()) == slot
+        assert slots[slot][0].name == master
+    assert _choose_tags(_three_masters()) == tags
+
+
+def test_epochs_copies_read_as_one_hash_present_only_where_every_copy_is() -> None:
+    """A node that lost its data lost its copy: its partitions read as missing, as after a FLUSHALL."""
+    assert merge("HMGET", [[b"w@1", b"w@1"], [b"w@1", None], [b"w@1", b"w@1"]]) == [b"w@1", None]
+    assert merge("HGETALL", [{b"0": b"w@1", b"1": b"w@1"}, {b"0": b"w@1"}]) == {b"0": b"w@1"}
+    assert merge("HGETALL", [{b"0": b"w@1"}, {b"0": b"w@2"}]) == {b"0": b"w@1|w@2"}  # one copy rewritten: a change
+    assert merge("HSET", [1, 1, 1]) == 1
+    copies = fan_out(("HMGET", topics.CACHE_EPOCHS_KEY, "0"), {"keys": [topics.CACHE_EPOCHS_KEY]}, ["k1", "k2"])
+    assert copies == [(("HMGET", "k1", "0"), {"keys": ["k1"]}), (("HMGET", "k2", "0"), {"keys": ["k2"]})]
