@@ -7,15 +7,24 @@ wrong answer."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.crc import key_slot
 
-from availability import topics
+import cacheclient
+from availability import topics, wire
+from availability.model import Position
+from availability.settings import load_settings
+from streams.access import check_redis
 from tests.builders import receipt, ref
 from tests.rediscluster import SLOTS, CacheCluster
 
@@ -139,3 +148,26 @@ def test_the_cluster_fixture_spans_three_masters(redis_cluster: CacheCluster) ->
         with client:
             info = client.execute_command("CLUSTER INFO")
             assert (info["cluster_state"], int(info["cluster_size"])) == ("ok", 3)
+
+
+async def test_the_cli_reads_positions_on_every_node(redis_cluster: CacheCluster, tmp_path: Path) -> None:
+    """The blocking client (``ats erp reconcile``, the start-up credentials check) on the cluster too."""
+    skus = skus_on_every_node(len(redis_cluster.nodes))
+    cache = cacheclient.connect_url(redis_cluster.url, cluster=True)
+    try:
+        for i, sku in enumerate(skus):
+            await cache.hset(topics.position_key(sku), mapping={
+                "S1": orjson.dumps(wire.cache_value(Position(on_hand=10 + i)))})
+    finally:
+        await cache.aclose()
+    settings = load_settings({"ATS_REDIS_URL": redis_cluster.url, "ATS_REDIS_CLUSTER": "true"})
+    assert await asyncio.to_thread(check_redis, settings)
+    book = tmp_path / "book.csv"
+    book.write_text("sku,location_id,on_hand\n" + "".join(f"{sku},S1,10\n" for sku in skus))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
+    env.update(ATS_REDIS_URL=redis_cluster.url, ATS_REDIS_CLUSTER="true")
+    command = [sys.executable, "-m", "streams", "erp", "reconcile", str(book)]
+    out = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, env=env, timeout=30,
+                                  check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "3 positions, 2 drifting, total |drift| 3"
