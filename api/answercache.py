@@ -36,10 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from availability import topics, wire
-from cacheclient import Cache
+from cacheclient import Cache, CacheErrors
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,6 @@ SCOPES_PER_SKU = 8
 Scope = tuple[str | None, tuple[str, ...] | None]
 Positions = list[tuple[str, list[int]]]
 
-CacheErrors = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(slots=True)

@@ -213,6 +213,9 @@ class Settings(BaseSettings):
             if self.redis_url and urlsplit(self.redis_url).password is not None:
                 raise SettingsError("ATS_REDIS_URL carries a password and ATS_REDIS_PASSWORD_FILE is set: use one")
             self._redis_password = _read_secret(self.redis_password_file, "ATS_REDIS_PASSWORD_FILE")
+        if self.redis_cluster and not self.redis_url:
+            raise SettingsError("ATS_REDIS_CLUSTER=true needs ATS_REDIS_URL naming a node of the cluster (the "
+                                "embedded cache is a single Redis)")
         if self.redis_cluster and (self.redis_url or "").startswith("unix://"):
             raise SettingsError("ATS_REDIS_CLUSTER=true needs ATS_REDIS_URL to name a node by host and port "
                                 "(redis:// or rediss://), not a unix:// socket")

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 import redis.cluster
 from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from availability.connections import redis_options
 from availability.settings import Settings
@@ -30,8 +31,11 @@ from .cluster import Cluster
 Cache = Redis | RedisCluster
 #: a blocking client of the cache (CLI)
 SyncCache = redis.Redis | redis.cluster.RedisCluster
+#: what a cache call raises when Redis does not answer: the cluster client raises its own family too
+#: (``RedisClusterUnreachableError`` when no node answers), which is no ``RedisError``
+CacheErrors = (RedisError, RedisClusterException, OSError, TimeoutError)
 
-__all__ = ["Cache", "Cluster", "SyncCache", "connect", "connect_sync", "connect_url"]
+__all__ = ["Cache", "CacheErrors", "Cluster", "SyncCache", "connect", "connect_sync", "connect_url"]
 
 
 def connect(settings: Settings, **options: Any) -> Cache:

@@ -28,16 +28,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from availability import topics
 from availability.shard import PartitionState
 from cacheclient import Cache
+from cacheclient import CacheErrors as CacheErrors  # what the engine catches, re-exported
 
 log = logging.getLogger(__name__)
 
 #: what a cache call raises when Redis does not answer
-CacheErrors = (RedisError, OSError, TimeoutError)
 
 
 class CacheEpochs:

@@ -26,7 +26,7 @@ from availability.model import Position
 from availability.settings import load_settings
 from streams.access import check_redis
 from tests.builders import receipt, ref
-from tests.rediscluster import SLOTS, CacheCluster
+from tests.rediscluster import SLOTS, CacheCluster, start_cache_cluster
 
 from .apiserver import READER, RESERVER, bearer, serve, settings_for
 from .cluster import Cluster, eventually
@@ -79,6 +79,14 @@ async def test_events_in_answers_out_and_a_hold_decided(deployment: tuple[Cluste
         return [item["network_ats"] for item in items] == [5, 6, 7]
 
     await eventually(stocked, timeout=30, what="every node's SKU answered")
+
+    async def kept() -> bool:  # the change subscription (on one node) and the epochs copies are live
+        await answer(client, skus[0], store)
+        metrics = await (await client.get("/metrics")).text()
+        return any(line.startswith('ats_api_answers_total{source="kept"}') and float(line.split()[-1]) > 0
+                   for line in metrics.splitlines())
+
+    await eventually(kept, timeout=10, what="an answer kept in memory, served again")
 
     body = {"reservation_id": ref("R"), "location_id": store, "lines": [{"sku": skus[2], "qty": 4}]}
     response = await client.post("/v1/reservations", json=body, headers=bearer(RESERVER))
@@ -171,3 +179,41 @@ async def test_the_cli_reads_positions_on_every_node(redis_cluster: CacheCluster
                                   check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "3 positions, 2 drifting, total |drift| 3"
+
+
+async def test_a_pipeline_answers_in_the_order_queued_across_stages(redis_cluster: CacheCluster) -> None:
+    """Announcements and epochs commands run in a second stage; the results still come back in order."""
+    skus = skus_on_every_node(len(redis_cluster.nodes))
+    cache = cacheclient.connect_url(redis_cluster.url, cluster=True)
+    try:
+        pipe = cache.pipeline(transaction=False)
+        pipe.hset(topics.position_key(skus[0]), mapping={"S1": b"a"})
+        pipe.publish(topics.CHANGED_CHANNEL, skus[0])
+        pipe.hset(topics.CACHE_EPOCHS_KEY, mapping={"999": "test@1"})
+        pipe.hget(topics.position_key(skus[0]), "S1")
+        pipe.hmget(topics.CACHE_EPOCHS_KEY, ["999", "998"])
+        pipe.hgetall(topics.position_key(skus[1]))
+        answers = await pipe.execute()
+        assert answers[0] == 1
+        assert isinstance(answers[1], int)  # subscribers reached
+        assert answers[3:] == [b"a", [b"test@1", None], {}]
+        # every master holds a copy; one copy lost reads as the field missing
+        copies = cache.epoch_copies()  # type: ignore[union-attr]
+        assert len(copies) == 3
+        assert [await cache.hget(copy, "999") for copy in copies] == [b"test@1"] * 3  # type: ignore[misc]
+        await cache.hdel(copies[1], "999")  # type: ignore[misc]
+        assert await cache.hmget(topics.CACHE_EPOCHS_KEY, ["999"]) == [None]  # type: ignore[misc]
+        await cache.hdel(topics.CACHE_EPOCHS_KEY, "999")  # type: ignore[misc]
+    finally:
+        await cache.aclose()
+
+
+async def test_a_cluster_that_does_not_answer_is_503(module_broker: str, tmp_path: Path) -> None:
+    """No node answers: redis-py's cluster client raises its own family (no ``RedisError``), still a 503."""
+    down = start_cache_cluster(tmp_path / "down")
+    down.stop()
+    settings = settings_for(module_broker, down.url, redis_cluster="true")
+    async with serve(settings) as client:
+        status, body = await answer(client, ref("SKU"), ref("S"))
+    assert status == 503, body
+    assert "cache" in body["detail"]
