@@ -26,7 +26,7 @@ from .broker import BrokerErrors
 from .deadletterlog import DeadLetterLog, opened
 from .keys import BROKER, CLOCK, METRICS, SETTINGS
 from .models import MAX_REPEATED, RedriveRequest
-from .problems import Problem, unavailable
+from .problems import Problem, bounded_int, unavailable
 
 _LOG_ERRORS = (KafkaError, OSError, TimeoutError)
 
@@ -35,7 +35,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /v1/deadletters?reason=…&topic=…&since=…&limit=…&cursor=…``: newest first, paged."""
     query = request.query
     flt = _filter(request, query.getall("reason", []), query.get("topic"), query.get("since"))
-    limit = _limit(query.get("limit"))
+    limit = bounded_int(query.get("limit"), "limit", default=dl.DEFAULT_PAGE, maximum=dl.MAX_PAGE)
     cursor = _checked(dl.decode_cursor, query["cursor"]) if "cursor" in query else None
     try:
         async with opened(request.app[SETTINGS]) as log:
@@ -180,15 +180,6 @@ def _filter(request: web.Request, reasons: list[str], topic: str | None, since: 
     now_ms = int(request.app[CLOCK]() * 1000)
     since_ms = _checked(dl.parse_since, since, now_ms) if since is not None else None
     return dl.Filter(frozenset(reasons), topic, since_ms)
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return dl.DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= dl.MAX_PAGE:
-        message = f"must be an integer from 1 to {dl.MAX_PAGE}"
-        raise Problem(422, f"limit: {message}", errors=[{"field": "limit", "message": message}])
-    return int(raw)
 
 
 def _checked(parse_value: Any, *args: Any) -> Any:

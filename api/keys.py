@@ -35,7 +35,9 @@ TOKENS: web.AppKey[dict[str, frozenset[str]]] = web.AppKey("tokens")
 ROUTE_SPECS: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_specs")
 #: the API's wall clock (seconds since the epoch); injected so tests can pin it
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
-#: the OpenAPI document, generated once by the factory from the routes table
+#: per request: the id every response carries as X-Request-Id (api.edge)
+REQUEST_ID = web.RequestKey("request_id", str)
 #: the answers this process keeps between the workers' change messages
 ANSWERS: web.AppKey[AnswerCache] = web.AppKey("answers")
+#: the OpenAPI document, generated once by the factory from the routes table
 SPEC: web.AppKey[dict[str, object]] = web.AppKey("spec")

@@ -22,6 +22,8 @@ from availability.events import (
     ReferenceId,
     Sku,
 )
+from availability.history import DEFAULT_PAGE as HISTORY_DEFAULT_PAGE
+from availability.history import MAX_PAGE as HISTORY_MAX_PAGE
 from availability.topics import INPUT_TOPICS
 
 MAX_SKUS = 1_000
@@ -187,6 +189,50 @@ class LowestAnswer(_Response):
     location_id: str
     as_of: Timestamp
     items: list[LowestItem] = Field(description="lowest on_hand - reserved - safety_stock first (most oversold)")
+
+
+HistoryLimit = Annotated[int, Field(ge=1, le=HISTORY_MAX_PAGE,
+                                   description=f"entries per page (default {HISTORY_DEFAULT_PAGE})")]
+
+
+class Quantities(_Response):
+    on_hand: int
+    reserved: int
+    in_transit: int
+    damaged: int
+    safety_stock: int
+
+
+class CountDetail(_Response):
+    implied_delta: int = Field(description="what the count changed on_hand by (posted to the ERP as an adjustment)")
+    absorbed: list[str] = Field(description="event ids of late movements (arrived after the count, occurred at or "
+                                            "before it) that the count already included: they changed nothing")
+
+
+class HistoryEntry(_Response):
+    entry_id: str = Field(description="the same whenever the same event is applied again")
+    event_id: str | None = Field(description="the event that caused it (null for a hold's expiry)")
+    type: str = Field(description="the event's type: sale, return, transfer, receipt, reservation, adjustment, policy")
+    movement: str = Field(description="sale, return, return_damaged, receipt, transfer_out, transfer_ship_in, "
+                                      "transfer_in, adjustment, count, policy, hold, release, hold_consumed, "
+                                      "hold_expired")
+    occurred_at: Timestamp
+    applied_at: Timestamp
+    source: str | None = Field(description="the event's source (the system that sent it)")
+    effect: Quantities = Field(description="signed change of each quantity")
+    result: Quantities = Field(description="the position after it")
+    ats: int = Field(ge=0, description="ATS after it")
+    reservation_id: str | None = Field(None, description="the hold it took, released, consumed or expired")
+    covered_by_count: str | None = Field(None, description="a late movement: the count that already included it")
+    count: CountDetail | None = Field(None, description="for a count")
+
+
+class HistoryPage(_Response):
+    sku: str
+    location_id: str
+    as_of: Timestamp
+    items: list[HistoryEntry] = Field(description="newest applied first")
+    next_cursor: str | None = Field(description="pass as cursor for older entries; null: none left")
 
 
 class WorkerSeen(_Response):

@@ -25,7 +25,7 @@ from cacheclient import CacheErrors
 from .answers import _check
 from .keys import CACHE, CLOCK, DRIFT, METRICS
 from .models import MAX_LOWEST
-from .problems import Problem, unavailable
+from .problems import bounded_int, unavailable
 
 _LOCATION: TypeAdapter[str] = TypeAdapter(LocationId)
 DEFAULT_LOWEST = 20
@@ -55,7 +55,7 @@ async def summary(request: web.Request) -> web.Response:
 async def lowest(request: web.Request) -> web.Response:
     """``GET /v1/locations/{location_id}/lowest?limit=N``: the location's positions with the lowest ATS."""
     location_id = _check(_LOCATION, request.match_info["location_id"], "location_id")
-    limit = _limit(request.query.get("limit"))
+    limit = bounded_int(request.query.get("limit"), "limit", default=DEFAULT_LOWEST, maximum=MAX_LOWEST)
     cache = request.app[CACHE]
     try:
         ranked = await cache.zrange(topics.location_index_key(location_id), 0, limit - 1)
@@ -84,15 +84,6 @@ async def console(request: web.Request) -> web.Response:
 
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
         "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_LOWEST
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LOWEST:
-        message = f"must be an integer from 1 to {MAX_LOWEST}"
-        raise Problem(422, f"limit: {message}", errors=[{"field": "limit", "message": message}])
-    return int(raw)
 
 
 def _dumps(value: Any) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .keys import SETTINGS
+from .keys import REQUEST_ID, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ def unavailable(what: str, retry_after: int = 1) -> Problem:
     return Problem(503, f"{what} is unavailable; retry later", headers={"Retry-After": str(retry_after)})
 
 
+def bounded_int(raw: str | None, field: str, *, default: int, maximum: int) -> int:
+    """A query parameter that is an integer from 1 to ``maximum`` (``default`` when absent), else a 422."""
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        message = f"must be an integer from 1 to {maximum}"
+        raise Problem(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
+    return int(raw)
+
+
 def problem_for(request: web.Request, exc: Exception) -> web.Response:
     """The problem response for what a handler raised: a :class:`Problem`, one of aiohttp's HTTP errors
     (404, 405, 413, …), or anything else (logged, a 500). aiohttp's redirects and other non-errors are not
@@ -66,5 +76,6 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             detail = f"{request.method} is not allowed on {request.path}"
         return problem(exc.status, detail, headers={k: v for k, v in exc.headers.items()
                                                     if k.lower() in _PASSED_HEADERS})
-    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-    return problem(500, "internal error; it has been logged")
+    rid = request.get(REQUEST_ID)
+    log.error("unhandled error on %s %s (request %s)", request.method, request.path, rid, exc_info=exc)
+    return problem(500, f"internal error; it has been logged with request id {rid}", request_id=rid)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from availability.events import ChannelName, Event, LocationId, ReferenceId, Sku
 
-from . import answers, deadletters, erp, health, ingest, openapi, ops, reservations
+from . import answers, deadletters, erp, health, history, ingest, openapi, ops, reservations
 from .keys import ROUTE_SPECS
 from .metrics import metrics_handler
 from .models import (
@@ -29,6 +29,8 @@ from .models import (
     ErpBook,
     EventBatch,
     Health,
+    HistoryLimit,
+    HistoryPage,
     InputTopic,
     LowestAnswer,
     LowestLimit,
@@ -123,6 +125,13 @@ ROUTES: tuple[Route, ...] = (
                      422: (None, "invalid location or limit"),
                      503: (None, "the availability cache does not answer")},
           params=(Param("location_id", LocationId, "path"), Param("limit", LowestLimit))),
+    Route("GET", "/v1/positions/{sku}/{location_id}/history", history.position_history, READ,
+          "Why a number is what it is: the position's latest movements, newest first",
+          responses={200: (HistoryPage, "a page; an unknown position has none"),
+                     422: (None, "invalid SKU, location, limit or cursor"),
+                     503: (None, "the availability cache does not answer")},
+          params=(Param("sku", Sku, "path"), Param("location_id", LocationId, "path"),
+                  Param("limit", HistoryLimit), Param("cursor", Cursor))),
     Route("GET", "/v1/ops/summary", ops.summary, ADMIN,
           "Operations totals for the console: events, dead letters, holds, postings, lag, freshness",
           responses={200: (OpsSummary, "summed over the workers that published in the last 30 s"),

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         86_400, ge=60, le=30 * 86_400,
         description="how far behind the newest movement a count may be placed 'as of' its time",
     )
+    history_limit: int = Field(
+        200, ge=0, le=200,
+        description="position history: the latest movements kept per position (0: no history is recorded)",
+    )
+    history_horizon_seconds: int = Field(
+        7 * 86_400, ge=60, le=90 * 86_400, description="position history: how long a movement is kept",
+    )
     store: Literal["rocksdb", "memory"] = Field("rocksdb", description="worker table store")
     batch_max: int = Field(5_000, ge=1, description="events the worker takes per batch at most")
     batch_window_ms: int = Field(20, ge=1, le=10_000, description="longest wait to fill a batch")

@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 from . import reservations as rsv
 from .dedupe import RecentIds
 from .events import AnyEvent, Reservation, Sale, epoch_ms
+from .history import Cause
+from .history import record as history_entry
 from .ledger import HANDLERS, CountOutsideHorizon, Movements
 from .model import EMPTY, Position
 from .netting import Netting, Posting, closing_boundary, window_start
@@ -69,6 +71,7 @@ class Flush(NamedTuple):
     cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last snapshots()
     decisions: list[Hold]  # to publish only once ``records`` and ``marker`` are written
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
+    history: list[tuple[str, str, bytes]]  # (sku, location, entry) recorded since the last snapshots()
 
 
 class _Bucket:
@@ -143,8 +146,15 @@ class _Bucket:
 
 class PartitionState:
     def __init__(self, partition: int, *, horizon_ms: int, dedupe_window_ms: int, window_ms: int = 300_000,
-                 grace_ms: int = 60_000) -> None:
+                 grace_ms: int = 60_000, history: bool = False) -> None:
         self.partition = partition
+        # sku, location, entry (JSON) of every change applied since the last snapshots(), when history is
+        # kept: flat, so that recording a line allocates no object the garbage collector tracks
+        self._history: list[str | bytes] | None = [] if history else None
+        self._cause: Cause | None = None  # what the change being applied comes from (history)
+        self._entry_base = ""  # and the base of its entries' ids
+        self._entry_no = 0
+        self._now_ms = 0
         self.window_ms = window_ms
         self.grace_ms = grace_ms
         self.event_clock_ms = 0  # the latest occurred_at applied: event time closes windows too
@@ -268,7 +278,8 @@ class PartitionState:
         key = leg.dedupe_key(event.event_id)
         if key in self.ids:
             return None
-        self._applying = key
+        self._applying = self._entry_base = key
+        self._entry_no, self._now_ms = 0, now_ms
         try:
             if isinstance(event, Reservation):
                 rejection = self._reservation(event, leg.location_id, source, now_ms)
@@ -292,6 +303,7 @@ class PartitionState:
         buckets = self.buckets
         staged: dict[str, Position] = {}
         movements: list[tuple[str, tuple[str, int], Movements]] = []  # (sku, bucket address, movements)
+        recorded: list[tuple[str, str, Position, Position]] | None = [] if self._history is not None else None
         for sku, operation, qty in line_ops(event, leg.leg):
             address = (location_id, bucket_of(sku))
             bucket = buckets.get(address)
@@ -306,8 +318,18 @@ class PartitionState:
             except CountOutsideHorizon as exc:
                 return Rejection("count_outside_horizon", f"{sku}: {exc}")
             movements.append((sku, address, moved))
+            if recorded is not None:
+                recorded.append((sku, operation, current, staged[sku]))
         for sku, position in staged.items():
             self._store(location_id, sku, position)
+        if recorded:  # _record, unrolled: this runs for every line
+            cause = self._cause = Cause(event_id, event.type, at, event.source)
+            base, number, now_ms = self._entry_base, self._entry_no, self._now_ms
+            keep = self._history.extend  # type: ignore[union-attr]  # recorded: history is kept
+            for sku, operation, before, after in recorded:
+                keep((sku, location_id, history_entry(f"{base}#{number}", cause, operation, now_ms, before, after)))
+                number += 1
+            self._entry_no = number
         if not movements:
             return None
         start = window_start(at, self.window_ms)
@@ -323,13 +345,15 @@ class PartitionState:
 
     def _reservation(self, event: Reservation, location_id: str, source: Source, now_ms: int) -> Rejection | None:
         existing = self.holds.get(event.reservation_id)
+        self._cause = Cause(event.event_id, event.type, epoch_ms(event.occurred_at), event.source,
+                            event.reservation_id)
         if event.action == "release":
             if existing is None or existing.location_id != location_id or _after(existing.origin, source):
                 return Rejection("unknown_reservation",
                                  f"reservation {event.reservation_id} is not held at {location_id}")
             if existing.live:
                 released, freed = rsv.finish(existing, rsv.RELEASED, now_ms)
-                self._unreserve(location_id, freed, source, now_ms)
+                self._unreserve(location_id, freed, source, now_ms, "release")
                 self._put_hold(released)
             else:
                 self._decisions.append(existing)
@@ -352,7 +376,7 @@ class PartitionState:
                         now_ms + event.ttl_seconds * 1000, now_ms, (), event.channel, event.event_id,
                         (source.code, source.offset))
             for sku, qty in lines:
-                self._change(location_id, sku, source, _reserve(qty, now_ms))
+                self._change(location_id, sku, source, _reserve(qty, now_ms), "hold")
             heapq.heappush(self._expiries, (hold.expires_ms, hold.reservation_id))
         for sku, _ in lines:  # the decision travels with the buckets it reads
             decision = [hold.status, [list(x) for x in short], now_ms]
@@ -367,7 +391,8 @@ class PartitionState:
             return
         consumed, freed = rsv.consume(hold, {line.sku for line in sale.lines})
         if freed:
-            self._unreserve(hold.location_id, freed, source, now_ms)
+            self._cause = Cause(sale.event_id, sale.type, epoch_ms(sale.occurred_at), sale.source, hold.reservation_id)
+            self._unreserve(hold.location_id, freed, source, now_ms, "hold_consumed")
             self._put_hold(consumed)
 
     def tick(self, now_ms: int, source: Source) -> None:
@@ -378,7 +403,9 @@ class PartitionState:
                 hold = self.holds.get(reservation_id)
                 if hold is not None and hold.live and hold.expires_ms <= now_ms:
                     expired, freed = rsv.finish(hold, rsv.EXPIRED, now_ms)
-                    self._unreserve(hold.location_id, freed, source, now_ms)
+                    self._cause = Cause(None, "reservation", hold.expires_ms, None, reservation_id)
+                    self._entry_base, self._entry_no, self._now_ms = f"expiry:{reservation_id}", 0, now_ms
+                    self._unreserve(hold.location_id, freed, source, now_ms, "hold_expired")
                     self._put_hold(expired)
             self._close_windows(now_ms, source)
         finally:
@@ -450,13 +477,27 @@ class PartitionState:
         self._touched.add(address)
         self._dirty_positions[(sku, location_id)] = None
 
-    def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position]) -> None:
+    def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position],
+                movement: str) -> None:
         if not self._replayed(location_id, sku, source):
-            self._store(location_id, sku, change(self.position(location_id, sku)))
+            before = self.position(location_id, sku)
+            after = change(before)
+            self._store(location_id, sku, after)
+            self._record(location_id, sku, movement, before, after)
 
-    def _unreserve(self, location_id: str, freed: tuple[tuple[str, int], ...], source: Source, now_ms: int) -> None:
+    def _unreserve(self, location_id: str, freed: tuple[tuple[str, int], ...], source: Source, now_ms: int,
+                   movement: str) -> None:
         for sku, qty in freed:
-            self._change(location_id, sku, source, _reserve(-qty, now_ms))
+            self._change(location_id, sku, source, _reserve(-qty, now_ms), movement)
+
+    def _record(self, location_id: str, sku: str, movement: str, before: Position, after: Position) -> None:
+        """One history entry for a change just applied (when history is kept), caused by ``_cause``; its id
+        is the same whenever the same event is applied again."""
+        if self._history is None or self._cause is None:
+            return
+        self._history.extend((sku, location_id, history_entry(f"{self._entry_base}#{self._entry_no}", self._cause,
+                                                              movement, self._now_ms, before, after)))
+        self._entry_no += 1
 
     def _put_hold(self, hold: Hold) -> None:
         self.holds[hold.reservation_id] = hold
@@ -490,6 +531,15 @@ class PartitionState:
         cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
         self._dirty_positions = {}
         return cache
+
+    def history(self) -> list[tuple[str, str, bytes]]:
+        """``(sku, location, entry)`` of every change applied since the last call (or drain), in the order
+        applied, in the form the cache keeps (:func:`availability.history.record`); the worker takes them
+        with :meth:`snapshots`, so a position's history and numbers are written together."""
+        if not self._history:
+            return []
+        flat, self._history = iter(self._history), []
+        return list(zip(flat, flat, flat, strict=True))  # type: ignore[arg-type]
 
     def recent_decisions(self) -> list[Hold]:
         """Holds decided since the flush before the last stored one (after a restart): a crash between the
@@ -529,7 +579,7 @@ class PartitionState:
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}
         self._flushed_before, self._flushed_at = self._flushed_at, now_ms
         flush = Flush(records, (marker_key(p), record_json(marker)), self.snapshots(), self._decisions,
-                      self._postings)
+                      self._postings, self.history())
         self._dirty_buckets, self._dirty_holds = set(), {}
         self._dropped_generations, self._decisions, self._postings = [], [], []
         self._inputs_moved = False

@@ -108,6 +108,12 @@ def worker_stats_key(worker_id: str) -> str:
     return WORKER_STATS_PREFIX + worker_id
 
 
+def history_key(sku: str, location_id: str) -> str:
+    """A list per position: its history entries (:mod:`availability.history`), newest first; ``|`` is in
+    neither a SKU nor a location id, so the pair is unambiguous."""
+    return f"{CACHE_PREFIX}hist:{_id_part(sku)}|{_id_part(location_id)}"
+
+
 def location_index_key(location_id: str) -> str:
     """A sorted set per location: member SKU, score its net availability (on_hand - reserved - safety_stock,
     not floored at 0), so the lowest-ATS SKUs of a location are one ``ZRANGE`` (most oversold first)."""

@@ -50,6 +50,7 @@ stored them unpublished, and their replay is a duplicate that decides nothing).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -64,6 +65,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from faust.types import TP, EventT
+from redis.exceptions import NoScriptError
 
 import cacheclient
 from availability import topics, wire
@@ -92,6 +94,25 @@ BEHIND_FLUSH_FACTOR = 5
 #: are seconds old then anyway, and a hot SKU changed by ten batches is written once (decisions and
 #: flushes still write at once)
 BEHIND_CACHE_INTERVAL_SECONDS = 0.25
+
+#: a position's history list keeps this many entries beyond ``ATS_HISTORY_LIMIT``: room for the second
+#: copies events applied again after a crash leave (the API shows one)
+HISTORY_SLACK = 10
+
+#: ``(sku, location, entry as JSON)``: a history entry to write (availability.history)
+HistoryEntry = tuple[str, str, bytes]
+
+#: a position's new history entries pushed (ARGV[3:], oldest first: the list is newest first), the list
+#: trimmed to ARGV[1] + 1 entries and kept ARGV[2] seconds: one command per position. As LPUSH, LTRIM and
+#: EXPIRE, the ingest benchmark spent 22 % of the worker in redis-py (it parses each reply in Python) and
+#: ran at a third of its speed without history. One key per call: fine on Redis Cluster.
+PUSH_HISTORY = """
+redis.call('LPUSH', KEYS[1], unpack(ARGV, 3))
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 0
+"""
+PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
 #: worker reads that tail from the log itself (see Engine._read_skipped_tails)
@@ -191,19 +212,21 @@ class Engine:
         behind = self.lag() > self.settings.batch_max
         fresh: list[int] = []
         snapshots: dict[int, list[tuple[str, str, Position]]] = {}
+        history: list[HistoryEntry] = []
         if deciding or not behind or time.monotonic() - self.cache_written_at >= BEHIND_CACHE_INTERVAL_SECONDS:
             fresh = self.epochs.renew(states)  # right before the snapshots, no await between: whole partitions
             snapshots = {p: state.snapshots() for p, state in states.items()}
+            history = [entry for state in states.values() for entry in state.history()]
         # else: the changes stay marked in the states, for a later batch's snapshots or the flush's
         flushes: dict[int, Flush] = {}
         acked: list[EventT[Any]] = []
         if deciding:
             # the cache shows a decision's effect with it, not before; only the deciding partitions flush
             # (a peak day decides holds in most batches: the others keep their flush interval)
-            acked, flushes = await self._flush(now_ms, snapshots, fresh, deciding)
+            acked, flushes = await self._flush(now_ms, snapshots, fresh, deciding, history)
         else:
             if snapshots or fresh:
-                await self._write_cache(snapshots, [], fresh)
+                await self._write_cache(snapshots, [], fresh, history)
                 self.cache_written_at = time.monotonic()
             if time.monotonic() - self.flushed_at >= self._flush_interval(behind):
                 acked, flushes = await self._flush(now_ms, {}, [])
@@ -220,9 +243,11 @@ class Engine:
         return interval * BEHIND_FLUSH_FACTOR if behind else interval
 
     async def _flush(self, now_ms: int, snapshots: dict[int, list[tuple[str, str, Position]]], fresh: list[int],
-                     only: set[int] | None = None) -> tuple[list[EventT[Any]], dict[int, Flush]]:
+                     only: set[int] | None = None, history: list[HistoryEntry] | None = None,
+                     ) -> tuple[list[EventT[Any]], dict[int, Flush]]:
         """Steps 4 to 7 for every partition applied to since the last flush, or for ``only`` those (with
-        ``snapshots`` written to the cache beside the decisions); returns the events to ack, and the flushes."""
+        ``snapshots`` and ``history`` written to the cache beside the decisions); returns the events to ack,
+        and the flushes."""
         if only is None:
             owners, self.unflushed = self.unflushed, {}
             acked, self.unacked = self.unacked, []
@@ -235,9 +260,12 @@ class Engine:
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_changelog(flushes, owners)
         written = dict(snapshots)
+        history = list(history or ())
         for partition, flush in flushes.items():
             written[partition] = [*written.get(partition, []), *flush.cache]
-        await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
+            history.extend(flush.history)
+        await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh,
+                                history)
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
         return acked, flushes
@@ -351,7 +379,8 @@ class Engine:
         state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
                                window_ms=self.settings.erp_window_seconds * 1000,
-                               grace_ms=self.settings.erp_grace_seconds * 1000)
+                               grace_ms=self.settings.erp_grace_seconds * 1000,
+                               history=self.settings.history_limit > 0)
         records = 0
         for raw_key, raw_value in self.table.data.items():
             key = raw_key.decode()
@@ -416,12 +445,14 @@ class Engine:
         state.confirm(postings)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
-                           fresh: list[int]) -> None:
-        """Position snapshots per partition (one hash per SKU), then reservation decisions (cached, then
-        published), then the epochs of ``fresh`` partitions (written whole), in one pipeline. Decisions come
-        only from a flush whose changelog is written. A cache that does not answer is written whole again
-        once it does (:mod:`streams.cacheepoch`), never a reason to stop applying."""
-        if not any(snapshots.values()) and not decisions and not fresh:
+                           fresh: list[int], history: list[HistoryEntry] | None = None) -> None:
+        """Position snapshots per partition (one hash per SKU), the history entries of those changes (a
+        list per position), then reservation decisions (cached, then published), then the epochs of
+        ``fresh`` partitions (written whole), in one pipeline. Decisions come only from a flush whose
+        changelog is written. A cache that does not answer is written whole again once it does
+        (:mod:`streams.cacheepoch`), never a reason to stop applying; history entries it did not take
+        are lost (the numbers they explain are not)."""
+        if not any(snapshots.values()) and not decisions and not fresh and not history:
             return
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
         by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
@@ -436,6 +467,8 @@ class Engine:
             pipe.publish(topics.CHANGED_CHANNEL, wire.changed_message(by_sku))
         for location_id, scores in by_location.items():
             pipe.zadd(topics.location_index_key(location_id), scores)
+        if history:
+            self._write_history(pipe, history)
         for hold in decisions:
             body = orjson.dumps(wire.decision(hold))
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
@@ -445,12 +478,38 @@ class Engine:
         self.epochs.mark(pipe, fresh)  # last: the snapshots before it vouch for it
         try:
             with self.metrics.cache_write():
-                await pipe.execute()
+                await self._execute(pipe, history)
         except CacheErrors as exc:
             log.warning("cache write failed (%s): every partition is written whole once the cache answers", exc)
             self.epochs.failed(self.states)
             return
         self.epochs.written(fresh)
+
+    async def _execute(self, pipe: Any, history: list[HistoryEntry] | None) -> None:
+        """Run a cache write (raising its first error). A cache that does not know the history script
+        yet (a new or restarted cache) learns it, and the history pushes, which failed, run again."""
+        errors = [result for result in await pipe.execute(raise_on_error=False) if isinstance(result, Exception)]
+        if errors and all(isinstance(error, NoScriptError) for error in errors) and history:
+            await self.cache.script_load(PUSH_HISTORY)
+            again = self.cache.pipeline(transaction=False)
+            self._write_history(again, history)
+            await again.execute()
+        elif errors:
+            raise errors[0]
+
+    def _write_history(self, pipe: Any, history: list[HistoryEntry]) -> None:
+        """Each position's new entries pushed in the order applied (the list is newest first), the list
+        trimmed to ``ATS_HISTORY_LIMIT`` (with room for the second copy an event applied again after a
+        crash may leave: the API drops it) and kept ``ATS_HISTORY_HORIZON_SECONDS`` past its last entry."""
+        by_position: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+        for sku, location_id, entry in history:
+            by_position[(sku, location_id)].append(entry)
+        kept = self.settings.history_limit + HISTORY_SLACK
+        horizon = self.settings.history_horizon_seconds
+        for (sku, location_id), entries in by_position.items():
+            # only what the trim keeps (a hot position behind a backlog could pass Lua's argument limit)
+            pipe.evalsha(PUSH_HISTORY_SHA, 1, topics.history_key(sku, location_id), kept - 1, horizon,
+                         *entries[-kept:])
 
     def _rewrite_holds(self, pipe: Any, partitions: list[int]) -> None:
         """With a partition written whole (the cache lost it, or the partition was taken over), also every

@@ -267,3 +267,17 @@ async def test_hostile_strings_are_refused_before_any_cache_key_is_built(
     # aiohttp's router does not match a path segment holding "{": that one never reaches a handler (404).
     assert_problem(response, problem, 404 if "%7B" in path else 422)
     assert built == []
+
+
+async def test_every_response_carries_a_request_id(client: Client) -> None:
+    """The caller's own X-Request-Id comes back (for a support engineer to find); a missing or unsafe one
+    is replaced by a new id; problems carry it too."""
+    own = await client.get("/v1/availability/SKU-1", headers={**bearer(READER), "X-Request-Id": "pos-12:tx.991"})
+    assert own.headers["X-Request-Id"] == "pos-12:tx.991"
+    made = await client.get("/v1/availability/SKU-1", headers=bearer(READER))
+    unsafe = await client.get("/v1/availability/SKU-1", headers={**bearer(READER), "X-Request-Id": "a b\tc"})
+    refused = await client.get("/v1/availability/SKU-1")
+    ids = [made.headers["X-Request-Id"], unsafe.headers["X-Request-Id"], refused.headers["X-Request-Id"]]
+    assert refused.status == 401
+    assert all(len(rid) == 16 and int(rid, 16) >= 0 for rid in ids)
+    assert len(set(ids)) == 3

@@ -63,7 +63,7 @@ def message(topic: str, partition: int, offset: int, timestamp: float) -> Any:
 
 
 def flush(cache: list[tuple[str, str, Position]], decisions: list[Hold] = (), postings: list[Posting] = ()) -> Flush:
-    return Flush([], ("m|0", {}), cache, list(decisions), list(postings))
+    return Flush([], ("m|0", {}), cache, list(decisions), list(postings), [])
 
 
 def hold(status: str) -> Hold:
