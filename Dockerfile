@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY availability ./availability
+COPY cacheclient ./cacheclient
 COPY streams ./streams
 COPY api ./api
 RUN pip install . \

@@ -35,8 +35,8 @@ test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check availability streams api simulation tests benchmarks
-	$(BIN)/mypy availability streams api simulation
+	$(BIN)/ruff check availability cacheclient streams api simulation tests benchmarks
+	$(BIN)/mypy availability cacheclient streams api simulation
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

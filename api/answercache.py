@@ -36,10 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from availability import topics, wire
+from cacheclient import Cache, CacheErrors
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,6 @@ SCOPES_PER_SKU = 8
 Scope = tuple[str | None, tuple[str, ...] | None]
 Positions = list[tuple[str, list[int]]]
 
-CacheErrors = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(slots=True)
@@ -167,7 +164,7 @@ class AnswerCache:
         self.clear()
 
 
-async def watch_changes(subscriber: Redis, answers: AnswerCache) -> None:
+async def watch_changes(subscriber: Cache, answers: AnswerCache) -> None:
     """Subscribe to the workers' change messages, and drop what they name; forever (cancel it)."""
     warned = False
     while True:
@@ -200,7 +197,7 @@ async def watch_changes(subscriber: Redis, answers: AnswerCache) -> None:
         await asyncio.sleep(RESUBSCRIBE_S)
 
 
-async def watch_epochs(cache: Redis, answers: AnswerCache) -> None:
+async def watch_epochs(cache: Cache, answers: AnswerCache) -> None:
     """Read the cache epochs every :data:`EPOCHS_POLL_S`; forever (cancel it)."""
     while True:
         try:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from availability import topics
 from availability.channels import ALL_LOCATIONS, ChannelView, network_ats
 from availability.events import ChannelName, LocationId, Sku
 from availability.routing import owner_partition
 from availability.wire import answer_location, rfc3339
+from cacheclient import Cache, CacheErrors
 
 from .answercache import SCOPES_PER_SKU, AnswerCache, Kept, Scope
 from .bodies import parse, read_json
@@ -129,7 +128,7 @@ async def _answers(request: web.Request, skus: list[str], asked: list[str] | Non
             found = await read_positions(request.app[CACHE], skus, locations, owners=sorted(owners))
             answers = [render(sku, positions, view) for sku, positions in zip(skus, found, strict=True)]
             request.app[METRICS].answered("direct", len(skus))
-    except (RedisError, OSError, TimeoutError):
+    except CacheErrors:
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the availability cache") from None
     except CacheRebuilding as exc:
@@ -174,7 +173,7 @@ def _rendered(entry: Kept, sku: str, locations: list[str] | None, key: Scope,
     return answer
 
 
-async def read_positions(cache: Redis, skus: list[str], locations: list[str] | None, *,
+async def read_positions(cache: Cache, skus: list[str], locations: list[str] | None, *,
                          owners: list[int] | None = None) -> list[list[tuple[str, list[int]]]]:
     """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip; with
     ``owners``, raises :class:`CacheRebuilding` if the cache epoch of one of those partitions is missing.

@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+import cacheclient
 from availability.channels import ChannelsError, ChannelViews, parse_channels
-from availability.connections import redis_options
 from availability.settings import Settings
 
 from . import answercache, erp, openapi, routes
@@ -48,7 +47,7 @@ def load_channels(path: Path | None) -> ChannelViews:
         raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: {exc}") from None
 
 
-def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker | None = None,
+def create_app(settings: Settings, *, cache: cacheclient.Cache | None = None, broker: Broker | None = None,
                channels: ChannelViews | None = None, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(middlewares=[edge_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
@@ -60,8 +59,8 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
     app[ANSWERS] = AnswerCache(settings.answer_cache_skus, settings.partitions)
 
     async def connections(app: web.Application) -> AsyncIterator[None]:
-        app[CACHE] = cache if cache is not None else Redis.from_url(
-            settings.redis_url or "", socket_timeout=2.0, socket_connect_timeout=2.0, **redis_options(settings))
+        app[CACHE] = cache if cache is not None else cacheclient.connect(
+            settings, socket_timeout=2.0, socket_connect_timeout=2.0)
         app[BROKER] = broker if broker is not None else Broker(settings)
         app[DECISIONS] = Decisions(app[CACHE])
         await app[DECISIONS].start()
@@ -70,8 +69,7 @@ def create_app(settings: Settings, *, cache: Redis | None = None, broker: Broker
             background.append(asyncio.create_task(erp.refresh_drift(app, settings.drift_refresh_seconds)))
         subscriber = None
         if settings.answer_cache_skus and cache is None:  # kept answers need the change messages
-            subscriber = Redis.from_url(settings.redis_url or "", socket_connect_timeout=2.0,
-                                        retry=Retry(NoBackoff(), 0), **redis_options(settings))
+            subscriber = cacheclient.connect(settings, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
             background.append(asyncio.create_task(answercache.watch_changes(subscriber, app[ANSWERS])))
             background.append(asyncio.create_task(answercache.watch_epochs(app[CACHE], app[ANSWERS])))
         yield

@@ -18,10 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from availability import topics
+from cacheclient import Cache, CacheErrors
 
 from .background import stop
 
@@ -43,7 +42,7 @@ class Waiter:
 class Decisions:
     """The app's listener on the decisions channel; ``waiting(id)`` registers interest in one id."""
 
-    def __init__(self, cache: Redis, *, retry_seconds: float = 0.5) -> None:
+    def __init__(self, cache: Cache, *, retry_seconds: float = 0.5) -> None:
         self._cache = cache
         self._retry = retry_seconds
         self._waiters: dict[str, list[Waiter]] = defaultdict(list)
@@ -112,7 +111,7 @@ class Decisions:
                         await self._recheck()
                     elif message["type"] == "message":
                         self.dispatch(message["data"])
-            except (RedisError, OSError) as exc:
+            except CacheErrors as exc:
                 if self._live.is_set():
                     log.warning("decisions subscription lost: %s; resubscribing", exc)
                 self._live.clear()
@@ -122,7 +121,7 @@ class Decisions:
                 self._live.clear()
                 await asyncio.sleep(self._retry)
             finally:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*CacheErrors):
                     await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _recheck(self) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from availability import topics
 from availability.drift import BookError, BookLine, drift, one_per_position
 from availability.wire import rfc3339
+from cacheclient import CacheErrors
 
 from .answers import read_positions
 from .bodies import parse, read_json
@@ -49,7 +49,7 @@ async def put_book(request: web.Request) -> web.Response:
     stored = {"posted_at": rfc3339(int(request.app[CLOCK]() * 1000)), "positions": [list(line) for line in book]}
     try:
         await request.app[CACHE].set(topics.ERP_BOOK_KEY, orjson.dumps(stored))
-    except (RedisError, OSError, TimeoutError):
+    except CacheErrors:
         request.app[METRICS].cache_errors.labels("write").inc()
         raise unavailable("the cache") from None
     return web.json_response({"positions": len(book), "posted_at": stored["posted_at"]}, dumps=_dumps)
@@ -59,7 +59,7 @@ async def get_drift(request: web.Request) -> web.Response:
     """``GET /v1/erp/drift``: every position of the posted book (and every engine position of its SKUs)."""
     try:
         report = await compute_drift(request.app)
-    except (RedisError, OSError, TimeoutError):
+    except CacheErrors:
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the availability cache") from None
     if report is None:
@@ -95,7 +95,7 @@ async def refresh_drift(app: web.Application, every_seconds: float) -> None:
     while True:
         try:
             await compute_drift(app)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except CacheErrors as exc:
             app[METRICS].cache_errors.labels("read").inc()
             log.warning("ERP drift refresh: the cache does not answer: %s", exc)
         await asyncio.sleep(every_seconds)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter
-from redis.exceptions import RedisError
 
 from availability import history, topics
 from availability.events import LocationId, Sku
 from availability.routing import owner_partition
 from availability.wire import rfc3339
+from cacheclient import CacheErrors
 
 from .answers import _check
 from .keys import CACHE, CLOCK, METRICS, SETTINGS
@@ -36,7 +36,7 @@ async def position_history(request: web.Request) -> web.Response:
     try:
         partition = owner_partition(location_id, request.app[SETTINGS].partitions)
         raw = await request.app[CACHE].lrange(topics.history_key(partition, sku, location_id), 0, -1)
-    except (RedisError, OSError, TimeoutError):
+    except CacheErrors:
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the availability cache") from None
     now_ms = int(request.app[CLOCK]() * 1000)

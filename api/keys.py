@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
-from redis.asyncio import Redis
 
 from availability.channels import ChannelViews
 from availability.settings import Settings
+from cacheclient import Cache
 
 if TYPE_CHECKING:
     from .answercache import AnswerCache
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from .routes import Route
 
 SETTINGS = web.AppKey("settings", Settings)
-CACHE = web.AppKey("cache", Redis)
+#: the cache client (a single Redis or a Redis Cluster: :mod:`cacheclient`)
+CACHE: web.AppKey[Cache] = web.AppKey("cache")
 BROKER: web.AppKey[Broker] = web.AppKey("broker")
 DECISIONS: web.AppKey[Decisions] = web.AppKey("decisions")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

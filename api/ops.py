@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter
-from redis.exceptions import RedisError
 
 from availability import topics
 from availability.events import LocationId
 from availability.opstats import merge
 from availability.wire import answer_location, rfc3339
+from cacheclient import CacheErrors
 
 from .answers import _check
 from .keys import CACHE, CLOCK, DRIFT, METRICS
@@ -36,8 +36,11 @@ async def summary(request: web.Request) -> web.Response:
     cache, metrics = request.app[CACHE], request.app[METRICS]
     try:
         keys = [key async for key in cache.scan_iter(match=topics.WORKER_STATS_PREFIX + "*", count=100)]
-        values = await cache.mget(keys) if keys else []
-    except (RedisError, OSError, TimeoutError):
+        pipe = cache.pipeline(transaction=False)  # not MGET: on a Redis Cluster the keys span slots
+        for key in keys:
+            pipe.get(key)
+        values = await pipe.execute() if keys else []
+    except CacheErrors:
         metrics.cache_errors.labels("read").inc()
         raise unavailable("the cache") from None
     body = merge(orjson.loads(value) for value in values if value)
@@ -63,7 +66,7 @@ async def lowest(request: web.Request) -> web.Response:
             for sku in skus:
                 pipe.hget(topics.position_key(sku), location_id)
             values = await pipe.execute()
-    except (RedisError, OSError, TimeoutError):
+    except CacheErrors:
         request.app[METRICS].cache_errors.labels("read").inc()
         raise unavailable("the availability cache") from None
     items = [{"sku": sku, **answer_location(location_id, orjson.loads(raw))}

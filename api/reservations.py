@@ -17,13 +17,13 @@ from urllib.parse import quote
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
-from redis.exceptions import RedisError
 
 from availability import topics
 from availability.events import ReferenceId
 from availability.reservations import HELD, REJECTED
 from availability.validation import EventRejected, validate_event
 from availability.wire import rfc3339
+from cacheclient import CacheErrors
 
 from .bodies import parse, read_json
 from .broker import BrokerErrors
@@ -33,7 +33,6 @@ from .models import ReservationRequest
 from .problems import Problem, unavailable
 
 _ID: TypeAdapter[str] = TypeAdapter(ReferenceId)
-CacheErrors = (RedisError, OSError, TimeoutError)
 
 
 async def create(request: web.Request) -> web.Response:

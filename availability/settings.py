@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         None, description="Kafka bootstrap, kafka://host:port[;host:port]; unset: the embedded broker"
     )
     redis_url: str | None = Field(None, description="redis://… or rediss://…; unset: the embedded cache")
+    redis_cluster: bool = Field(
+        False, description="ATS_REDIS_URL names one node of a Redis Cluster (any node: the client discovers the "
+                           "others and follows slot moves); false: a single Redis (or one behind a proxy)"
+    )
     api_host: str = Field("127.0.0.1", description="where the API listens")
     api_port: int = Field(8080, ge=1, le=65535, description="where the API listens")
     api_tokens: str | None = Field(
@@ -216,6 +220,15 @@ class Settings(BaseSettings):
             if self.redis_url and urlsplit(self.redis_url).password is not None:
                 raise SettingsError("ATS_REDIS_URL carries a password and ATS_REDIS_PASSWORD_FILE is set: use one")
             self._redis_password = _read_secret(self.redis_password_file, "ATS_REDIS_PASSWORD_FILE")
+        if self.redis_cluster and not self.redis_url:
+            raise SettingsError("ATS_REDIS_CLUSTER=true needs ATS_REDIS_URL naming a node of the cluster (the "
+                                "embedded cache is a single Redis)")
+        if self.redis_cluster and (self.redis_url or "").startswith("unix://"):
+            raise SettingsError("ATS_REDIS_CLUSTER=true needs ATS_REDIS_URL to name a node by host and port "
+                                "(redis:// or rediss://), not a unix:// socket")
+        if self.redis_cluster and urlsplit(self.redis_url or "").path not in ("", "/", "/0"):
+            raise SettingsError("ATS_REDIS_CLUSTER=true: a Redis Cluster has database 0 only; drop the database "
+                                "number from ATS_REDIS_URL (or make it /0)")
         if self.redis_ssl_cafile is not None and not (self.redis_url or "").startswith("rediss://"):
             raise SettingsError("ATS_REDIS_SSL_CAFILE is set, but ATS_REDIS_URL is not a rediss:// (TLS) URL")
         return self

@@ -24,10 +24,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from availability import topics
 from availability.routing import location_on
+from cacheclient import Cache, connect_url
 
 from . import catalog, checks
 from .day import Day, HoldRequest, Produce, Release, stamp
@@ -60,7 +60,7 @@ class Run:
         self.background: set[asyncio.Task[Any]] = set()  # the loops, cancelled at the end
         self.hold_slots = 0
         self.in_flight = {"reads": 0, "holds": 0}
-        self.cache: Redis | None = None
+        self.cache: Cache | None = None
         self.committed: Committed
         self.api: Api | None = None
         self.timings: dict[str, float] = {}
@@ -74,7 +74,7 @@ class Run:
 
     # ---- the run --------------------------------------------------------------------------------
     async def execute(self) -> dict[str, Any]:
-        self.cache = Redis.from_url(self.target.redis_url)
+        self.cache = connect_url(self.target.redis_url, cluster=self.target.redis_cluster)
         self.api = Api(self.target.api_url, self.target.token)
         self.committed = Committed(self.target.bootstrap, topics.APP_ID)  # Faust's group id is the app id
         await self.sink.start()

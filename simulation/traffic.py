@@ -28,6 +28,8 @@ class Target:
     erp_window_s: int
     erp_grace_s: int
     tick_ms: int
+    #: ``ATS_REDIS_CLUSTER``: ``redis_url`` names one node of a Redis Cluster
+    redis_cluster: bool = False
 
 
 class Sink:

@@ -23,7 +23,8 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from availability.connections import kafka_options, redis_options
+import cacheclient
+from availability.connections import kafka_options
 from availability.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,16 @@ def check_redis(settings: Settings, *, timeout: float = 5.0) -> bool:
     url = settings.redis_url
     if url is None:
         return False
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                  **redis_options(settings))
-    try:
+    client = None
+    try:  # a cluster client asks its seed node for the slot map as it is made
+        client = cacheclient.connect_sync(settings, socket_timeout=timeout, socket_connect_timeout=timeout)
         client.ping()
     except redis.AuthenticationError as exc:
         raise AccessDenied(f"Redis at {mask_url(url)} refused the password: {str(exc).rstrip('.')}. "
                            "Check the password in ATS_REDIS_URL or ATS_REDIS_PASSWORD_FILE") from None
     except redis.ResponseError as exc:
         raise AccessDenied(f"Redis at {mask_url(url)} refused the connection: {exc}") from None
-    except (redis.ConnectionError, OSError) as exc:
+    except (redis.ConnectionError, redis.exceptions.RedisClusterException, OSError) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ssl.SSLError) or "SSL" in str(exc):
             raise AccessDenied(f"TLS to Redis at {mask_url(url)} failed: {exc}. Check ATS_REDIS_SSL_CAFILE and "
@@ -89,5 +90,6 @@ def check_redis(settings: Settings, *, timeout: float = 5.0) -> bool:
         log.warning("Redis at %s does not answer yet: %s", mask_url(url), exc)
         return False
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     return True

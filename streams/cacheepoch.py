@@ -28,16 +28,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from availability import topics
 from availability.shard import PartitionState
+from cacheclient import Cache
+from cacheclient import CacheErrors as CacheErrors  # what the engine catches, re-exported
 
 log = logging.getLogger(__name__)
 
 #: what a cache call raises when Redis does not answer
-CacheErrors = (RedisError, OSError, TimeoutError)
 
 
 class CacheEpochs:
@@ -79,7 +77,7 @@ class CacheEpochs:
         """Partitions this worker no longer owns (revoked)."""
         self.confirmed.difference_update(partitions)
 
-    async def check(self, cache: Redis, owned: list[int]) -> None:
+    async def check(self, cache: Cache, owned: list[int]) -> None:
         """Forget the confirmed partitions whose field the cache no longer has (one round trip); after a
         failed write, also find out whether the cache answers again."""
         watched = sorted(self.confirmed.intersection(owned))

@@ -100,7 +100,6 @@ def reconcile(book: Path, only_drift: bool, as_json: bool, fail_on_drift: bool) 
     settings = _settings()
     if not settings.redis_url:
         raise click.UsageError("ATS_REDIS_URL must be set: the engine's positions are read from the cache")
-    from availability.connections import redis_options
     from availability.drift import BookError, parse_book
 
     from .reconcile import reconcile as run_reconcile
@@ -110,7 +109,7 @@ def reconcile(book: Path, only_drift: bool, as_json: bool, fail_on_drift: bool) 
         lines = parse_book(book.read_text(encoding="utf-8"), name=book.name)
     except (BookError, UnicodeDecodeError) as exc:
         raise click.UsageError(f"{book}: {exc}") from None
-    rows = run_reconcile(settings.redis_url, lines, **redis_options(settings))
+    rows = run_reconcile(settings, lines)
     if as_json:
         shown = [row._asdict() for row in rows if row.drift or not only_drift]
         click.echo(json.dumps(shown, indent=2))

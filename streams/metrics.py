@@ -21,12 +21,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
 
 from availability import metrics as catalogue
 from availability import topics
 from availability.opstats import BucketCounts, WorkerTotals
 from availability.settings import Settings
+from cacheclient import CacheErrors
 
 if TYPE_CHECKING:
     import faust
@@ -204,7 +204,7 @@ class WorkerMetrics:
         body = orjson.dumps(self.snapshot())
         try:
             await self.engine.cache.set(topics.worker_stats_key(self.engine.worker_id), body, ex=STATS_TTL_SECONDS)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except CacheErrors as exc:
             if not self._publish_failing:  # once per outage, not every tick
                 log.warning("worker stats not published: the cache does not answer: %s", exc)
             self._publish_failing = True

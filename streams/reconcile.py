@@ -4,16 +4,16 @@ an ERP book (:mod:`availability.drift` does the arithmetic)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import orjson
-from redis import Redis
 
+import cacheclient
 from availability import topics
 from availability.drift import BookLine, Drift, drift
+from availability.settings import Settings
 
 
-def engine_on_hand(cache: Redis, skus: Iterable[str]) -> dict[tuple[str, str], int]:
+def engine_on_hand(cache: cacheclient.SyncCache, skus: Iterable[str]) -> dict[tuple[str, str], int]:
     """on_hand of every cached position of these SKUs (one hash per SKU, pipelined)."""
     ordered = sorted(set(skus))
     pipe = cache.pipeline(transaction=False)
@@ -26,9 +26,8 @@ def engine_on_hand(cache: Redis, skus: Iterable[str]) -> dict[tuple[str, str], i
     return out
 
 
-def reconcile(redis_url: str, book: list[BookLine], **options: Any) -> list[Drift]:
-    """``options``: the connection's security (:func:`availability.connections.redis_options`)."""
-    cache = Redis.from_url(redis_url, socket_timeout=10.0, **options)
+def reconcile(settings: Settings, book: list[BookLine]) -> list[Drift]:
+    cache = cacheclient.connect_sync(settings, socket_timeout=10.0)
     try:
         return drift(book, engine_on_hand(cache, (line.sku for line in book)))
     finally:

@@ -134,7 +134,8 @@ def simulate(profile_name: str, seed: int, report_dir: Path | None, record: Path
             from simulation.traffic import Target
 
             target = Target(running.bootstrap_servers, running.redis_url or "", url, key, running.partitions,
-                            running.erp_window_seconds, running.erp_grace_seconds, running.tick_interval_ms)
+                            running.erp_window_seconds, running.erp_grace_seconds, running.tick_interval_ms,
+                            running.redis_cluster)
             result = asyncio.run(run_simulation(target, profile, seed=seed, report_dir=report_dir, record=record,
                                                 stack=stack, drain_timeout_s=drain_timeout, console=console,
                                                 tag=tag))

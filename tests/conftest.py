@@ -16,6 +16,7 @@ import pytest
 
 from streams import embedded
 from tests import brokers
+from tests.rediscluster import CacheCluster, start_cache_cluster
 
 
 def _docker_answers() -> bool:
@@ -77,3 +78,16 @@ def redis_url(services_dir: Path) -> Iterator[str]:
         server.stop()
 
 
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(services_dir: Path) -> Iterator[CacheCluster]:
+    """A real Redis Cluster: three Valkey masters formed into one (:mod:`tests.rediscluster`)."""
+    try:
+        cluster = start_cache_cluster(services_dir / "cache-cluster")
+    except Exception as exc:
+        pytest.fail(f"could not start a Redis Cluster for the tests: {exc!r}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from redis.asyncio import Redis
 
+import cacheclient
 from api.app import create_app
 from availability import topics
 from availability.channels import ChannelViews, parse_channels
@@ -48,7 +48,7 @@ async def serve(settings: Settings, *, channels: ChannelViews | None = CHANNELS,
 async def vouch_for_cache(settings: Settings) -> None:
     """Write the cache epochs of every partition, as workers do after a whole snapshot: for tests that
     serve the API with no worker (the API answers 503 for a partition whose epoch is missing)."""
-    cache = Redis.from_url(settings.redis_url or "")
+    cache = cacheclient.connect(settings)
     try:
         await cache.hset(topics.CACHE_EPOCHS_KEY, mapping={str(p): "test" for p in range(settings.partitions)})
     finally:

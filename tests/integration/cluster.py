@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from redis.asyncio import Redis
 
+import cacheclient
 from availability import topics
-from availability.connections import kafka_options, redis_options
+from availability.connections import kafka_options
 from availability.settings import load_settings
 from streams.embedded import stop_process
 
@@ -35,7 +35,7 @@ class Cluster:
         self.settings = load_settings({"ATS_BROKER_URL": broker_url, "ATS_REDIS_URL": redis_url,
                                        "ATS_PARTITIONS": str(partitions), **self.extra_env})
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
-        self.cache = Redis.from_url(redis_url, **redis_options(self.settings))
+        self.cache = cacheclient.connect(self.settings)  # a Redis Cluster with ATS_REDIS_CLUSTER=true
         self.producer: AIOKafkaProducer | None = None
 
     # ---- workers -------------------------------------------------------------------------------

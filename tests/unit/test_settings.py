@@ -149,3 +149,20 @@ def test_tokens_come_from_a_file_too(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="unknown scope") as refused:
         load_settings({"ATS_API_TOKENS_FILE": str(tmp_path / "bad")})
     assert "tok-secret" not in str(refused.value)
+
+
+def test_a_redis_cluster_is_named_by_one_node() -> None:
+    settings = load_settings({"ATS_REDIS_URL": "rediss://cache-0.cache:6379", "ATS_REDIS_CLUSTER": "true"})
+    assert settings.redis_cluster
+    assert not load_settings({}).redis_cluster
+
+
+@pytest.mark.parametrize(("url", "named"), [
+    (None, "needs ATS_REDIS_URL"),
+    ("unix:///run/redis.sock", "not a unix:// socket"),
+    ("redis://cache:6379/3", "database 0 only"),
+])
+def test_a_redis_cluster_url_that_cannot_be_one_is_refused(url: str | None, named: str) -> None:
+    env = {"ATS_REDIS_CLUSTER": "true", **({"ATS_REDIS_URL": url} if url else {})}
+    with pytest.raises(SettingsError, match=named):
+        load_settings(env)
