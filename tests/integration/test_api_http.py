@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -235,6 +236,12 @@ async def test_broker_down_is_503_with_retry_after(settings: Settings) -> None:
         body = {"reservation_id": ref("R"), "location_id": "S-1", "lines": lines(("SKU-1", 1))}
         response = await client.post("/v1/reservations", json=body, headers=bearer(RESERVER))
         assert_problem(response, await response.json(), 503)
+        # the broker failed a produce: until it answers again, the next ones are refused without waiting
+        started = time.monotonic()
+        response = await client.post("/v1/events", json=receipt(ref("S"), ("SKU-1", 1)), headers=bearer(INGESTER))
+        assert_problem(response, await response.json(), 503)
+        assert time.monotonic() - started < 0.5
+        assert response.headers["Retry-After"] == "2"
 
 
 HOSTILE_REQUESTS = [
