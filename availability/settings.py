@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .silence import TradingHours, parse_trading_hours
+
 ENV_PREFIX = "ATS_"
 SCOPES = frozenset({"availability:read", "reservations:write", "events:write", "admin"})
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
@@ -124,6 +126,15 @@ class Settings(BaseSettings):
         20_000, ge=0, le=10_000_000,
         description="API: SKUs whose answers each API process keeps in memory until a worker publishes that they "
                     "changed (0: every read goes to the cache)",
+    )
+    silent_after_seconds: int = Field(
+        1_800, ge=0, le=7 * 86_400,
+        description="a location whose events stopped arriving for longer than this, counted in its trading hours, "
+                    "is silent (GET /v1/locations/{id}/status, ats_worker_silent_locations); 0: never",
+    )
+    trading_hours: str = Field(
+        "always", description="when locations trade (silence counts only then): 'always', or a time zone and "
+                              "openings, e.g. 'Europe/Paris; Mon-Sat 09:00-20:00; Sun 10:00-13:00'",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="API: request body limit")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
@@ -234,6 +245,17 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("trading_hours")
+    @classmethod
+    def _trading_hours(cls, value: str) -> str:
+        parse_trading_hours(value)  # a TradingHoursError is a ValueError: reported naming the variable
+        return value
+
+    @property
+    def hours(self) -> TradingHours:
+        """``ATS_TRADING_HOURS`` parsed (checked when the settings were built)."""
+        return parse_trading_hours(self.trading_hours)
 
     @field_validator("api_tokens")
     @classmethod
