@@ -189,6 +189,27 @@ class LowestAnswer(_Response):
     items: list[LowestItem] = Field(description="lowest on_hand - reserved - safety_stock first (most oversold)")
 
 
+class LocationStatus(_Response):
+    """When a location last spoke, and whether it is silent (ATS_SILENT_AFTER_SECONDS, ATS_TRADING_HOURS)."""
+
+    location_id: str
+    last_event_at: Timestamp | None = Field(description="the latest business time (occurred_at) of its events; "
+                                                        "null: never heard of")
+    last_arrival_at: Timestamp | None = Field(description="when its latest event arrived (the record's Kafka "
+                                                          "timestamp)")
+    quiet_seconds: float | None = Field(description="since last_arrival_at")
+    silent: bool = Field(description="trading now, and quiet for longer than the threshold counted in trading "
+                                     "hours; never for a location never heard of")
+    trading_now: bool
+
+
+class SilentLocations(_Response):
+    as_of: Timestamp
+    silent_after_seconds: int
+    trading_hours: str
+    items: list[LocationStatus] = Field(description="the silent locations, longest quiet first")
+
+
 class WorkerSeen(_Response):
     worker: str
     at: float = Field(description="when it published these totals (epoch seconds)")

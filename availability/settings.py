@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -252,7 +253,7 @@ class Settings(BaseSettings):
         parse_trading_hours(value)  # a TradingHoursError is a ValueError: reported naming the variable
         return value
 
-    @property
+    @cached_property
     def hours(self) -> TradingHours:
         """``ATS_TRADING_HOURS`` parsed (checked when the settings were built)."""
         return parse_trading_hours(self.trading_hours)
