@@ -39,7 +39,8 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def silent(request: web.Request) -> web.Response:
-    """``GET /v1/locations/silent``: every silent location, longest quiet first (what the console shows)."""
+    """``GET /v1/locations/silent``: every silent location, the most recently gone quiet first (what the
+    console shows): a store that went dark minutes ago is the incident, one quiet for weeks is likely closed."""
     try:
         stored = await request.app[CACHE].hgetall(topics.LOCATIONS_KEY)
     except (RedisError, OSError, TimeoutError):
@@ -54,7 +55,7 @@ async def silent(request: web.Request) -> web.Response:
             item = _status(request, location_id, heard, now_ms)
             if item["silent"]:
                 items.append(item)
-    items.sort(key=lambda item: (-item["quiet_seconds"], item["location_id"]))
+    items.sort(key=lambda item: (item["quiet_seconds"], item["location_id"]))
     settings = request.app[SETTINGS]
     return _json({"as_of": rfc3339(now_ms), "silent_after_seconds": settings.silent_after_seconds,
                   "trading_hours": settings.trading_hours, "items": items})

@@ -207,7 +207,8 @@ class SilentLocations(_Response):
     as_of: Timestamp
     silent_after_seconds: int
     trading_hours: str
-    items: list[LocationStatus] = Field(description="the silent locations, longest quiet first")
+    items: list[LocationStatus] = Field(description="the silent locations, the most recently gone quiet first "
+                                                    "(a store that went dark minutes ago before one closed for weeks)")
 
 
 class WorkerSeen(_Response):

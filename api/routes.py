@@ -131,7 +131,7 @@ ROUTES: tuple[Route, ...] = (
                      422: (None, "invalid location"), 503: (None, "the cache does not answer")},
           params=(Param("location_id", LocationId, "path"),)),
     Route("GET", "/v1/locations/silent", locations.silent, READ,
-          "Every silent location, longest quiet first (the console's silent stores)",
+          "Every silent location, the most recently gone quiet first (the console's silent stores)",
           responses={200: (SilentLocations, "the silent locations (empty when none is)"),
                      503: (None, "the cache does not answer")}),
     Route("GET", "/v1/ops/summary", ops.summary, ADMIN,

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 Client = TestClient[Any, Any]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTHING_YET = "\N{EN DASH}"  # what a tile shows before its first number
+SILENT_AFTER = 2  # the API's threshold: a location quiet for 2 s is listed as silent
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -47,7 +48,11 @@ async def cluster(module_broker: str, redis_url: str, metrics_port: int,
 
 @pytest.fixture(scope="module")
 async def client(cluster: Cluster) -> AsyncIterator[Client]:
-    async with serve(settings_for(cluster.broker_url, cluster.redis_url, drift_refresh_seconds="1")) as client:
+    # the cluster's partition count: the API checks the cache epoch of every partition it knows of, and
+    # would answer 503 for partitions 4-7 that no worker of this module writes
+    settings = settings_for(cluster.broker_url, cluster.redis_url, drift_refresh_seconds="1",
+                            silent_after_seconds=str(SILENT_AFTER), partitions=str(cluster.partitions))
+    async with serve(settings) as client:
         yield client
 
 
@@ -252,6 +257,28 @@ async def test_the_console_shows_live_numbers_and_looks_up_a_sku(cluster: Cluste
         flowing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flowing
+        await page.close()
+    assert errors == []
+
+
+async def test_the_console_lists_a_silent_store_until_it_speaks(cluster: Cluster, client: Client,
+                                                                browser: Any) -> None:
+    location = ref("S")
+    await cluster.send(topics.RECEIPTS, receipt(location, (ref("SKU"), 1)))
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        await page.goto(str(client.make_url("/console")))
+        await page.fill("#token", ADMIN)
+        await page.click("#connect")
+        row = f"#silent-table tbody td:text-is('{location}')"
+        await page.wait_for_selector(row, timeout=30_000)  # quiet for 2 s: listed
+        assert int(await page.text_content("#silent-count") or 0) >= 1
+        assert "2 s" in (await page.text_content("#silent-rule") or "")
+        await cluster.send(topics.SALES, sale(location, (ref("SKU"), 1)))
+        await page.wait_for_selector(row, state="detached", timeout=30_000)  # it spoke: gone
+    finally:
         await page.close()
     assert errors == []
 

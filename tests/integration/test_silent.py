@@ -68,6 +68,8 @@ async def silent_list(client: Client) -> list[str]:
     assert response.status == 200, await response.text()
     body = await response.json()
     assert body["silent_after_seconds"] == SILENT_AFTER
+    quiet = [item["quiet_seconds"] for item in body["items"]]
+    assert quiet == sorted(quiet), "the most recently gone quiet first"
     return [item["location_id"] for item in body["items"]]
 
 
