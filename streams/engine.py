@@ -565,7 +565,8 @@ def _arrival_ms(message: Any, now_ms: int) -> int:
     stamp = message.timestamp
     if not stamp or stamp <= 0:
         return now_ms
-    return min(int(stamp) if isinstance(message, ConsumerRecord) else int(stamp * 1000), now_ms)
+    arrival_ms = int(stamp) if message.__class__ is ConsumerRecord else int(stamp * 1000)
+    return arrival_ms if arrival_ms < now_ms else now_ms
 
 
 class Batch:

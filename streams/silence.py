@@ -37,23 +37,31 @@ class LocationClocks:
         self.owner = owner
         self.silent_after_s = silent_after_s
         self.hours = hours
-        self.heard_by: dict[int, dict[str, Heard]] = {}  # partition → location → times
-        self.changed: dict[str, Heard] = {}  # not yet in a cache write
+        #: partition → location → (business_ms, arrival_ms): plain tuples, not :class:`Heard` (built per event,
+        #: a named tuple cost 1.6 µs against 0.3 µs)
+        self.heard_by: dict[int, dict[str, tuple[int, int]]] = {}
+        self.changed: dict[str, tuple[int, int]] = {}  # not yet in a cache write
 
     def heard(self, partition: int, location_id: str, business_ms: int, arrival_ms: int) -> None:
-        known = self.heard_by.setdefault(partition, {})
+        """An event at ``location_id`` (owned by ``partition``); each time only moves forward."""
+        known = self.heard_by.get(partition)
+        if known is None:
+            known = self.heard_by[partition] = {}
         last = known.get(location_id)
-        if last is not None and last.business_ms >= business_ms and last.arrival_ms >= arrival_ms:
-            return
-        times = Heard(business_ms, arrival_ms) if last is None else last.merge(Heard(business_ms, arrival_ms))
-        known[location_id] = self.changed[location_id] = times
+        if last is not None:
+            last_business, last_arrival = last
+            if last_business >= business_ms and last_arrival >= arrival_ms:
+                return
+            business_ms = max(business_ms, last_business)
+            arrival_ms = max(arrival_ms, last_arrival)
+        known[location_id] = self.changed[location_id] = (business_ms, arrival_ms)
 
     def write(self, pipe: Any, whole: Iterable[int]) -> None:
         """Add the changed locations (and every location of the ``whole`` partitions) to ``pipe``."""
-        fields = {location: silence.encode(times) for location, times in self.changed.items()}
+        changed = dict(self.changed)
         for partition in whole:
-            known = self.heard_by.get(partition, {})
-            fields.update((location, silence.encode(times)) for location, times in known.items())
+            changed.update(self.heard_by.get(partition, {}))
+        fields = {location: silence.encode(Heard(*times)) for location, times in changed.items()}
         self.changed = {}
         if fields:
             pipe.hset(topics.LOCATIONS_KEY, mapping=fields)
@@ -74,7 +82,8 @@ class LocationClocks:
             if times is None or self.owner(location_id) != partition:
                 continue
             last = known.get(location_id)
-            known[location_id] = times if last is None else last.merge(times)
+            business_ms, arrival_ms = times if last is None else times.merge(Heard(*last))
+            known[location_id] = (business_ms, arrival_ms)
 
     def forget(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
@@ -82,5 +91,5 @@ class LocationClocks:
 
     def silent(self, now_ms: int, partitions: Iterable[int]) -> int:
         """Silent locations among those of ``partitions``, at ``now_ms``."""
-        return sum(silence.status(times, now_ms, silent_after_s=self.silent_after_s, hours=self.hours).silent
+        return sum(silence.status(Heard(*times), now_ms, silent_after_s=self.silent_after_s, hours=self.hours).silent
                    for partition in partitions for times in self.heard_by.get(partition, {}).values())
