@@ -63,7 +63,8 @@ async def silent(request: web.Request) -> web.Response:
 
 def _status(request: web.Request, location_id: str, heard: Heard | None, now_ms: int) -> dict[str, Any]:
     settings = request.app[SETTINGS]
-    result = silence.status(heard, now_ms, silent_after_s=settings.silent_after_seconds, hours=settings.hours)
+    result = silence.status(heard, now_ms, silent_after_s=settings.silent_after_seconds,
+                            hours=settings.calendar.hours(location_id))
     return {"location_id": location_id,
             "last_event_at": rfc3339(heard.business_ms) if heard is not None else None,
             "last_arrival_at": rfc3339(heard.arrival_ms) if heard is not None else None,

@@ -22,16 +22,20 @@ Pure: every function takes ``now``; the cache value of a location is :func:`enco
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Final, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from .events import ID_CHARS
+
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLAUSE = re.compile(r"^(?P<days>[A-Za-z,\-]+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})$")
 _DAY = timedelta(days=1)
+_LOCATION = re.compile(ID_CHARS)
 
 
 class TradingHoursError(ValueError):
@@ -96,6 +100,42 @@ class TradingHours:
 
 
 ALWAYS: Final = TradingHours()
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Trading hours per location: ``overrides`` for the locations named, ``default`` for every other."""
+
+    default: TradingHours = ALWAYS
+    overrides: Mapping[str, TradingHours] = field(default_factory=dict)
+
+    def hours(self, location_id: str) -> TradingHours:
+        return self.overrides.get(location_id, self.default)
+
+
+def parse_calendar(default_spec: str, overrides_text: str | None = None) -> Calendar:
+    """``default_spec`` (:func:`parse_trading_hours`) and, optionally, a JSON object of location id →
+    specification (the locations whose hours differ, e.g. ``{"DC-1": "always"}``)."""
+    default = parse_trading_hours(default_spec)
+    if overrides_text is None:
+        return Calendar(default)
+    try:
+        raw = orjson.loads(overrides_text)
+    except orjson.JSONDecodeError as exc:
+        raise TradingHoursError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise TradingHoursError('want a JSON object of location id -> hours, like {"DC-1": "always"}')
+    overrides = {}
+    for location_id, spec in raw.items():
+        if len(location_id) > 64 or not _LOCATION.fullmatch(location_id):
+            raise TradingHoursError(f"{location_id[:80]!r} is not a location id (1-64 of A-Z a-z 0-9 . _ : -)")
+        if not isinstance(spec, str):
+            raise TradingHoursError(f"{location_id}: want a string like 'Europe/Paris; Mon-Sat 09:00-20:00'")
+        try:
+            overrides[location_id] = parse_trading_hours(spec)
+        except TradingHoursError as exc:
+            raise TradingHoursError(f"{location_id}: {exc}") from None
+    return Calendar(default, overrides)
 
 
 def _local_ms(day: date, at: time, zone: ZoneInfo, *, plus_minutes: int = 0) -> int:

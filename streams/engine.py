@@ -127,7 +127,7 @@ class Engine:
                                key_type=bytes, value_type=bytes)
         self.router = Router(settings.partitions)
         self.clocks = LocationClocks(self.router.owner, silent_after_s=settings.silent_after_seconds,
-                                     hours=settings.hours)
+                                     calendar=settings.calendar)
         app.agent(self.inputs, name="engine")(self.process)
         app.timer(settings.tick_interval_ms / 1000, name="tick")(self.tick)
         self.log_reader = LogReader(settings)

@@ -25,7 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from availability import silence, topics
-from availability.silence import Heard, TradingHours
+from availability.silence import Calendar, Heard
 
 from .cacheepoch import CacheErrors
 
@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 
 
 class LocationClocks:
-    def __init__(self, owner: Callable[[str], int], *, silent_after_s: int, hours: TradingHours) -> None:
+    def __init__(self, owner: Callable[[str], int], *, silent_after_s: int, calendar: Calendar) -> None:
         self.owner = owner
         self.silent_after_s = silent_after_s
-        self.hours = hours
+        self.calendar = calendar
         #: partition → location → (business_ms, arrival_ms): plain tuples, not :class:`Heard` (built per event,
         #: a named tuple cost 1.6 µs against 0.3 µs)
         self.heard_by: dict[int, dict[str, tuple[int, int]]] = {}
@@ -91,5 +91,6 @@ class LocationClocks:
 
     def silent(self, now_ms: int, partitions: Iterable[int]) -> int:
         """Silent locations among those of ``partitions``, at ``now_ms``."""
-        return sum(silence.status(Heard(*times), now_ms, silent_after_s=self.silent_after_s, hours=self.hours).silent
-                   for partition in partitions for times in self.heard_by.get(partition, {}).values())
+        hours, after = self.calendar.hours, self.silent_after_s
+        return sum(silence.status(Heard(*times), now_ms, silent_after_s=after, hours=hours(location_id)).silent
+                   for partition in partitions for location_id, times in self.heard_by.get(partition, {}).items())

@@ -12,9 +12,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,18 +35,33 @@ Client = TestClient[Any, Any]
 SILENT_AFTER = 2
 
 
+#: a location with hours of its own (ATS_TRADING_HOURS_FILE): open one hour a day, six hours from now
+CLOSED_NOW = ref("S-closed")
+
+
 @pytest.fixture(scope="module")
-async def cluster(module_broker: str, redis_url: str, metrics_port: int,
+def hours_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    opens = (datetime.now(UTC) + timedelta(hours=6)).hour
+    path = tmp_path_factory.mktemp("hours") / "hours.json"
+    path.write_text(orjson.dumps({CLOSED_NOW: f"UTC; Daily {opens:02d}:00-{(opens + 1) % 24:02d}:00"}).decode(),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+async def cluster(module_broker: str, redis_url: str, metrics_port: int, hours_file: Path,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    env = {"ATS_WORKER_METRICS_PORT": str(metrics_port), "ATS_SILENT_AFTER_SECONDS": str(SILENT_AFTER)}
+    env = {"ATS_WORKER_METRICS_PORT": str(metrics_port), "ATS_SILENT_AFTER_SECONDS": str(SILENT_AFTER),
+           "ATS_TRADING_HOURS_FILE": str(hours_file)}
     async with running(Cluster(module_broker, redis_url, tmp_path_factory.mktemp("silent"), partitions=2,
                                env=env)) as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
-async def client(cluster: Cluster) -> AsyncIterator[Client]:
-    settings = settings_for(cluster.broker_url, cluster.redis_url, silent_after_seconds=str(SILENT_AFTER))
+async def client(cluster: Cluster, hours_file: Path) -> AsyncIterator[Client]:
+    settings = settings_for(cluster.broker_url, cluster.redis_url, silent_after_seconds=str(SILENT_AFTER),
+                            trading_hours_file=str(hours_file))
     async with serve(settings) as client:
         yield client
 
@@ -143,6 +160,16 @@ async def test_a_till_catching_up_shows_as_late_events(cluster: Cluster, client:
     # the business time is the latest of them (110 min ago); arrival is now
     lag = datetime.fromisoformat(heard["last_arrival_at"]) - datetime.fromisoformat(heard["last_event_at"])
     assert timedelta(minutes=109) < lag < timedelta(minutes=112)
+
+
+async def test_a_location_closed_now_is_quiet_but_not_silent(cluster: Cluster, client: Client) -> None:
+    await speak(cluster, CLOSED_NOW)
+    await eventually(lambda: _heard(client, CLOSED_NOW), what="the closed location's event recorded")
+    await asyncio.sleep(SILENT_AFTER + 0.5)
+    body = await status(client, CLOSED_NOW)
+    assert body["quiet_seconds"] > SILENT_AFTER
+    assert (body["trading_now"], body["silent"]) == (False, False)
+    assert CLOSED_NOW not in await silent_list(client)
 
 
 async def test_status_of_an_unknown_or_invalid_location(client: Client) -> None:

@@ -32,6 +32,7 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos
 OMITTED = {
     "ATS_CHANNELS_FILE": "set only when `channels` is given; unset means every location, no buffer",
     "ATS_API_TOKENS_FILE": "the chart gives ATS_API_TOKENS from its Secret; the file form is for extraVolumes",
+    "ATS_TRADING_HOURS_FILE": "per-location hours are a file: mount it with extraVolumes, set it in extraEnv",
     **dict.fromkeys(("ATS_KAFKA_SASL_USERNAME", "ATS_KAFKA_SASL_PASSWORD_FILE", "ATS_KAFKA_SSL_CAFILE",
                      "ATS_KAFKA_SSL_CERTFILE", "ATS_KAFKA_SSL_KEYFILE", "ATS_REDIS_PASSWORD_FILE",
                      "ATS_REDIS_SSL_CAFILE"),

@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from availability import topics
-from availability.silence import ALWAYS, Heard, decode
+from availability.silence import Calendar, Heard, decode
 from streams.engine import _arrival_ms
 from streams.silence import LocationClocks
 
@@ -32,7 +32,7 @@ def written(clocks: LocationClocks, whole: tuple[int, ...] = ()) -> dict[str, He
 
 
 def clocks() -> LocationClocks:
-    return LocationClocks(lambda location: int(location[-1]) % 2, silent_after_s=60, hours=ALWAYS)
+    return LocationClocks(lambda location: int(location[-1]) % 2, silent_after_s=60, calendar=Calendar())
 
 
 def test_times_only_move_forward_and_only_changes_are_written() -> None:

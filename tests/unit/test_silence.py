@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -11,12 +12,14 @@ from hypothesis import strategies as st
 from availability.settings import SettingsError, load_settings
 from availability.silence import (
     ALWAYS,
+    Calendar,
     Heard,
     TradingHours,
     TradingHoursError,
     decode,
     encode,
     lateness_seconds,
+    parse_calendar,
     parse_trading_hours,
     status,
 )
@@ -124,7 +127,7 @@ def test_settings_refuse_bad_trading_hours_naming_the_variable() -> None:
     with pytest.raises(SettingsError, match=r"ATS_SILENT_AFTER_SECONDS"):
         load_settings({"ATS_SILENT_AFTER_SECONDS": "-1"})
     settings = load_settings({})
-    assert (settings.silent_after_seconds, settings.hours) == (1800, ALWAYS)
+    assert (settings.silent_after_seconds, settings.calendar) == (1800, Calendar())
 
 
 # ---- properties -------------------------------------------------------------------------------------
@@ -174,3 +177,40 @@ def test_a_cache_value_this_version_cannot_read_is_none(raw: bytes) -> None:
 def test_lateness_is_arrival_minus_business_time_never_negative() -> None:
     assert lateness_seconds(1_000, 3_600_000 + 1_000) == 3600.0
     assert lateness_seconds(5_000, 1_000) == 0.0
+
+
+# ---- per-location hours ------------------------------------------------------------------------------
+def test_locations_named_in_the_file_have_their_own_hours() -> None:
+    calendar = parse_calendar("Europe/Paris; Mon-Sat 09:00-20:00", '{"DC-1": "always", "S-LDN": "Europe/London; '
+                                                                    'Daily 08:00-22:00"}')
+    sunday_noon = ms("2026-12-13T12:00:00Z")
+    assert not calendar.hours("S-ANY").trading_at(sunday_noon)  # the default: closed on Sundays
+    assert calendar.hours("DC-1").trading_at(sunday_noon)
+    assert calendar.hours("S-LDN").trading_at(sunday_noon)
+    assert not calendar.hours("S-LDN").trading_at(ms("2026-12-13T22:30:00Z"))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[1]", "want a JSON object"),
+    ("{", "not JSON"),
+    ('{"bad id": "always"}', "'bad id' is not a location id"),
+    ('{"DC-1": 5}', "DC-1: want a string"),
+    ('{"DC-1": "UTC; Mon 9-10"}', "DC-1: 'Mon 9-10': want days"),
+])
+def test_a_bad_hours_file_says_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(TradingHoursError, match=message):
+        parse_calendar("always", text)
+
+
+def test_settings_read_the_hours_file_at_start_up(tmp_path: Path) -> None:
+    good = tmp_path / "hours.json"
+    good.write_text('{"DC-1": "always"}', encoding="utf-8")
+    settings = load_settings({"ATS_TRADING_HOURS": "UTC; Daily 09:00-17:00", "ATS_TRADING_HOURS_FILE": str(good)})
+    assert settings.calendar.hours("DC-1") == ALWAYS
+    assert settings.calendar.hours("S-1") == parse_trading_hours("UTC; Daily 09:00-17:00")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"DC-1": "Mars/Base; Mon 09:00-10:00"}', encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"ATS_TRADING_HOURS_FILE=.*bad.json: DC-1: 'Mars/Base' is not a time zone"):
+        load_settings({"ATS_TRADING_HOURS_FILE": str(bad)})
+    with pytest.raises(SettingsError, match=r"ATS_TRADING_HOURS_FILE.*no such file"):
+        load_settings({"ATS_TRADING_HOURS_FILE": str(tmp_path / "missing.json")})
