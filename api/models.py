@@ -247,6 +247,8 @@ class OpsSummary(_Response):
     lag: Lag
     cache_write_errors: int
     freshness: FreshnessBuckets
+    lateness: FreshnessBuckets = Field(description="input events by arrival minus business time (seconds): a till "
+                                                   "that was offline shows as a burst in the upper buckets")
     erp: ErpStatus
 
 

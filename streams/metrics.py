@@ -53,11 +53,11 @@ class WorkerMetrics:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.totals = WorkerTotals(catalogue.FRESHNESS_BUCKETS)
+        self.totals = WorkerTotals(catalogue.FRESHNESS_BUCKETS, catalogue.LATENESS_BUCKETS)
         self.cache_write_duration = BucketCounts(catalogue.DURATION_BUCKETS)
         self.batch_duration = BucketCounts(catalogue.DURATION_BUCKETS)
         self.batch_size = BucketCounts(catalogue.BATCH_SIZE_BUCKETS)
-        self.lateness = BucketCounts(catalogue.LATENESS_BUCKETS)  # observed by the engine as it validates an event
+        self.lateness = self.totals.lateness  # observed by the engine as it validates an event
         #: per partition: positions (sku, location) with on_hand < 0, and with reserved > on_hand
         self.negative: dict[int, set[tuple[str, str]]] = {}
         self.at_risk: dict[int, set[tuple[str, str]]] = {}

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,14 @@ async def test_the_console_shows_live_numbers_and_looks_up_a_sku(cluster: Cluste
     assert errors == []
 
 
+async def late_sales(cluster: Cluster, location: str) -> None:
+    """Sales that happened two hours ago, sent now, a few a second (until cancelled)."""
+    at = (datetime.now(UTC) - timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    while True:
+        await cluster.send(topics.SALES, sale(location, (ref("SKU"), 1), at=at))
+        await asyncio.sleep(0.2)
+
+
 async def test_the_console_lists_a_silent_store_until_it_speaks(cluster: Cluster, client: Client,
                                                                 browser: Any) -> None:
     location = ref("S")
@@ -278,6 +287,14 @@ async def test_the_console_lists_a_silent_store_until_it_speaks(cluster: Cluster
         assert "2 s" in (await page.text_content("#silent-rule") or "")
         await cluster.send(topics.SALES, sale(location, (ref("SKU"), 1)))
         await page.wait_for_selector(row, state="detached", timeout=30_000)  # it spoke: gone
+        # its till catches up: two hours of sales arrive now, counted as events over 5 minutes late
+        catching_up = asyncio.create_task(late_sales(cluster, location))
+        try:
+            await until(page, "Number(document.getElementById('late-rate').textContent) > 0", 30_000)
+        finally:
+            catching_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await catching_up
     finally:
         await page.close()
     assert errors == []
