@@ -86,8 +86,14 @@ class LocationClocks:
             known[location_id] = (business_ms, arrival_ms)
 
     def forget(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
+        """The partitions were revoked: their next owner reads the cache and replays what this worker did
+        not flush; a change not yet written here is dropped, so it cannot overwrite the new owner's."""
+        gone = set(partitions)
+        for partition in gone:
             self.heard_by.pop(partition, None)
+        if self.changed:
+            self.changed = {location: times for location, times in self.changed.items()
+                            if self.owner(location) not in gone}
 
     def silent(self, now_ms: int, partitions: Iterable[int]) -> int:
         """Silent locations among those of ``partitions``, at ``now_ms``."""

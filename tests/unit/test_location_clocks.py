@@ -63,6 +63,7 @@ def test_the_gauge_counts_the_silent_locations_of_the_partitions_asked() -> None
     assert c.silent(NOW, [0]) == 1
     c.forget([1])
     assert c.silent(NOW, [0, 1]) == 1
+    assert set(written(c)) == {"S-0", "S-2"}, "a revoked partition's unwritten changes are its next owner's"
 
 
 async def test_a_loaded_partition_keeps_what_the_cache_holds_for_its_locations() -> None:
