@@ -19,6 +19,7 @@ cache (:meth:`LocationClocks.load`). A location the cache lost too is known agai
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,10 +32,18 @@ from .cacheepoch import CacheErrors
 
 log = logging.getLogger(__name__)
 
+#: how long one read of ``ats:v1:locations`` serves the partitions a worker loads (an assignment loads
+#: them within a second or two; a later one reads again). What a previous owner wrote in that time is
+#: missed: a time up to this much older, far below any silence threshold, until the location speaks
+READ_BACK_REUSE_SECONDS = 3.0
+
 
 class LocationClocks:
-    def __init__(self, owner: Callable[[str], int], *, silent_after_s: int, calendar: Calendar) -> None:
+    def __init__(self, owner: Callable[[str], int], *, silent_after_s: int, calendar: Calendar,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.owner = owner
+        self.monotonic = monotonic
+        self._read_back: tuple[float, dict[int, dict[str, Heard]]] | None = None  # (when, partition → times)
         self.silent_after_s = silent_after_s
         self.calendar = calendar
         #: partition → location → (business_ms, arrival_ms): plain tuples, not :class:`Heard` (built per event,
@@ -68,22 +77,32 @@ class LocationClocks:
 
     async def load(self, cache: Redis, partition: int) -> None:
         """Read back the times of the partition's locations (a restart on an empty disk keeps them). A cache
-        that does not answer leaves them to be heard again."""
-        try:
-            stored = await cache.hgetall(topics.LOCATIONS_KEY)
-        except CacheErrors as exc:
-            log.warning("partition %d: when its locations last spoke is not read back (%s): known again as they "
-                        "speak", partition, exc)
-            return
+        that does not answer leaves them to be heard again. The partitions an assignment loads share one
+        read of the hash (:data:`READ_BACK_REUSE_SECONDS`), not one each."""
+        stored = await self._stored(cache, partition)
         known = self.heard_by.setdefault(partition, {})
-        for raw_location, raw in stored.items():
-            location_id = raw_location.decode() if isinstance(raw_location, bytes) else raw_location
-            times = silence.decode(raw)
-            if times is None or self.owner(location_id) != partition:
-                continue
+        for location_id, times in stored.get(partition, {}).items():
             last = known.get(location_id)
             business_ms, arrival_ms = times if last is None else times.merge(Heard(*last))
             known[location_id] = (business_ms, arrival_ms)
+
+    async def _stored(self, cache: Redis, partition: int) -> dict[int, dict[str, Heard]]:
+        if self._read_back is not None and self.monotonic() - self._read_back[0] < READ_BACK_REUSE_SECONDS:
+            return self._read_back[1]
+        try:
+            raw = await cache.hgetall(topics.LOCATIONS_KEY)
+        except CacheErrors as exc:
+            log.warning("partition %d: when its locations last spoke is not read back (%s): known again as they "
+                        "speak", partition, exc)
+            return {}
+        stored: dict[int, dict[str, Heard]] = {}
+        for raw_location, value in raw.items():
+            location_id = raw_location.decode() if isinstance(raw_location, bytes) else raw_location
+            times = silence.decode(value)
+            if times is not None:
+                stored.setdefault(self.owner(location_id), {})[location_id] = times
+        self._read_back = (self.monotonic(), stored)
+        return stored
 
     def forget(self, partitions: Iterable[int]) -> None:
         """The partitions were revoked: their next owner reads the cache and replays what this worker did

@@ -78,6 +78,25 @@ async def test_a_loaded_partition_keeps_what_the_cache_holds_for_its_locations()
     assert c.heard_by == {0: {"S-0": (15, 20)}}  # S-1 is partition 1's; S-2 unreadable: heard again
 
 
+async def test_the_partitions_of_one_assignment_share_one_read() -> None:
+    reads = []
+
+    class Cache:
+        async def hgetall(self, key: str) -> dict[bytes, bytes]:
+            reads.append(key)
+            return {b"S-0": b"[10, 20]", b"S-1": b"[30, 40]"}
+
+    now = [100.0]
+    c = LocationClocks(lambda location: int(location[-1]) % 2, silent_after_s=60, calendar=Calendar(),
+                       monotonic=lambda: now[0])
+    await c.load(Cache(), 0)  # type: ignore[arg-type]
+    await c.load(Cache(), 1)  # type: ignore[arg-type]
+    assert (len(reads), c.heard_by) == (1, {0: {"S-0": (10, 20)}, 1: {"S-1": (30, 40)}})
+    now[0] += 60  # a later assignment reads again
+    await c.load(Cache(), 1)  # type: ignore[arg-type]
+    assert len(reads) == 2
+
+
 async def test_a_cache_that_does_not_answer_leaves_the_times_to_be_heard_again() -> None:
     class Down:
         async def hgetall(self, key: str) -> dict[bytes, bytes]:
