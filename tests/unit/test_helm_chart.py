@@ -419,7 +419,7 @@ def test_alerts_query_the_catalogue_and_link_their_runbook(default: list[dict[st
     (group,) = rule["spec"]["groups"]
     alerts = {r["alert"]: r for r in group["rules"]}
     assert set(alerts) == {"ATSConsumerLagGrowing", "ATSFreshnessP99High", "ATSDeadLettersRising",
-                           "ATSCacheWriteErrors", "ATSNegativeOnHand", "ATSErpDrift"}
+                           "ATSCacheWriteErrors", "ATSNegativeOnHand", "ATSErpDrift", "ATSSilentLocations"}
     names = queried([r["expr"] for r in alerts.values()])
     assert names <= catalogue.series_names(), names - catalogue.series_names()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
