@@ -233,6 +233,26 @@ class HistoryPage(_Response):
     as_of: Timestamp
     items: list[HistoryEntry] = Field(description="newest applied first")
     next_cursor: str | None = Field(description="pass as cursor for older entries; null: none left")
+class LocationStatus(_Response):
+    """When a location last spoke, and whether it is silent (ATS_SILENT_AFTER_SECONDS, ATS_TRADING_HOURS)."""
+
+    location_id: str
+    last_event_at: Timestamp | None = Field(description="the latest business time (occurred_at) of its events; "
+                                                        "null: never heard of")
+    last_arrival_at: Timestamp | None = Field(description="when its latest event arrived (the record's Kafka "
+                                                          "timestamp)")
+    quiet_seconds: float | None = Field(description="since last_arrival_at")
+    silent: bool = Field(description="trading now, and quiet for longer than the threshold counted in trading "
+                                     "hours; never for a location never heard of")
+    trading_now: bool
+
+
+class SilentLocations(_Response):
+    as_of: Timestamp
+    silent_after_seconds: int
+    trading_hours: str
+    items: list[LocationStatus] = Field(description="the silent locations, the most recently gone quiet first "
+                                                    "(a store that went dark minutes ago before one closed for weeks)")
 
 
 class WorkerSeen(_Response):
@@ -271,6 +291,8 @@ class OpsSummary(_Response):
     lag: Lag
     cache_write_errors: int
     freshness: FreshnessBuckets
+    lateness: FreshnessBuckets = Field(description="input events by arrival minus business time (seconds): a till "
+                                                   "that was offline shows as a burst in the upper buckets")
     erp: ErpStatus
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from availability.events import ChannelName, Event, LocationId, ReferenceId, Sku
 
-from . import answers, deadletters, erp, health, history, ingest, openapi, ops, reservations
+from . import answers, deadletters, erp, health, history, ingest, locations, openapi, ops, reservations
 from .keys import ROUTE_SPECS
 from .metrics import metrics_handler
 from .models import (
@@ -32,6 +32,7 @@ from .models import (
     HistoryLimit,
     HistoryPage,
     InputTopic,
+    LocationStatus,
     LowestAnswer,
     LowestLimit,
     OpsSummary,
@@ -41,6 +42,7 @@ from .models import (
     RedriveReport,
     RedriveRequest,
     ReservationRequest,
+    SilentLocations,
     Since,
 )
 from .problems import Problem
@@ -132,6 +134,15 @@ ROUTES: tuple[Route, ...] = (
                      503: (None, "the availability cache does not answer")},
           params=(Param("sku", Sku, "path"), Param("location_id", LocationId, "path"),
                   Param("limit", HistoryLimit), Param("cursor", Cursor))),
+    Route("GET", "/v1/locations/{location_id}/status", locations.status, READ,
+          "When the location last spoke, and whether it is silent (quiet too long in its trading hours)",
+          responses={200: (LocationStatus, "its status; an unknown location has null times and is not silent"),
+                     422: (None, "invalid location"), 503: (None, "the cache does not answer")},
+          params=(Param("location_id", LocationId, "path"),)),
+    Route("GET", "/v1/locations/silent", locations.silent, READ,
+          "Every silent location, the most recently gone quiet first (the console's silent stores)",
+          responses={200: (SilentLocations, "the silent locations (empty when none is)"),
+                     503: (None, "the cache does not answer")}),
     Route("GET", "/v1/ops/summary", ops.summary, ADMIN,
           "Operations totals for the console: events, dead letters, holds, postings, lag, freshness",
           responses={200: (OpsSummary, "summed over the workers that published in the last 30 s"),

@@ -21,6 +21,9 @@ Process = Literal["worker", "api"]
 #: seconds: sub-second is the target for event-to-cache freshness; minutes is an incident
 FRESHNESS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 DURATION_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: seconds from business time to arrival: a till online is within seconds; one that was offline replays
+#: its sales minutes to hours (a day) late
+LATENESS_BUCKETS: Final = (1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86_400.0, 7 * 86_400.0)
 BATCH_SIZE_BUCKETS: Final = (1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 #: the series a histogram exposes besides its name
@@ -77,6 +80,15 @@ WORKER_NEGATIVE_ON_HAND: Final = Metric(
     "positions whose on_hand is below 0 (sold more than the books hold: a missing receipt or count)", "worker")
 WORKER_POSITIONS: Final = Metric(
     "ats_worker_positions", "gauge", "positions (SKU, location) held by this worker", "worker")
+WORKER_LATENESS: Final = Metric(
+    "ats_worker_event_lateness_seconds", "histogram",
+    "from an input event's business time (occurred_at) to its arrival (the record's Kafka timestamp); a store "
+    "whose offline till catches up shows as a burst in the upper buckets (0 for events stamped in the future)",
+    "worker", buckets=LATENESS_BUCKETS)
+WORKER_SILENT_LOCATIONS: Final = Metric(
+    "ats_worker_silent_locations", "gauge",
+    "locations owned by this worker that are trading and whose events stopped arriving longer than "
+    "ATS_SILENT_AFTER_SECONDS of trading time ago (GET /v1/locations/silent lists them)", "worker")
 WORKER_ERP_POSTINGS: Final = Metric(
     "ats_worker_erp_postings", "counter", "ERP postings decided (closed windows), by movement type", "worker",
     ("movement_type",))
@@ -135,6 +147,7 @@ ERP_DRIFT_CHECKED: Final = Metric(
 CATALOGUE: Final[tuple[Metric, ...]] = (
     WORKER_EVENTS, WORKER_DEAD_LETTERS, WORKER_CONSUMER_LAG, WORKER_PARTITIONS, WORKER_FRESHNESS,
     WORKER_HOLD_DECISIONS, WORKER_RESERVED_ABOVE_ON_HAND, WORKER_NEGATIVE_ON_HAND, WORKER_POSITIONS,
+    WORKER_LATENESS, WORKER_SILENT_LOCATIONS,
     WORKER_ERP_POSTINGS, WORKER_ERP_UNITS, WORKER_CACHE_WRITE_ERRORS, WORKER_CACHE_WRITE_DURATION,
     WORKER_BATCH_DURATION, WORKER_BATCH_SIZE,
     API_REQUESTS, API_LATENCY, API_CACHE_ERRORS, API_ANSWERS, API_BROKER_ERRORS, API_RESERVATIONS, API_INGESTED,

@@ -48,7 +48,7 @@ class BucketCounts:
 class WorkerTotals:
     """What one worker has done since it started (all counts), and the position gauges it last saw."""
 
-    def __init__(self, freshness_bounds: Iterable[float]) -> None:
+    def __init__(self, freshness_bounds: Iterable[float], lateness_bounds: Iterable[float] = ()) -> None:
         self.events: Counter[tuple[str, str]] = Counter()  # (event type, result) → events
         self.dead_letters: Counter[str] = Counter()  # reason → records
         self.holds: Counter[str] = Counter()  # decision status → decisions
@@ -56,6 +56,7 @@ class WorkerTotals:
         self.posted_units: Counter[str] = Counter()  # movement type → Σ |qty|
         self.cache_write_errors = 0
         self.freshness = BucketCounts(freshness_bounds)
+        self.lateness = BucketCounts(lateness_bounds)  # arrival - business time per input event (silent stores)
 
     def snapshot(self, *, worker: str, at: float, partitions: Iterable[int], lag: Mapping[str, int],
                  negative_on_hand: int, reserved_above_on_hand: int) -> dict[str, Any]:
@@ -65,19 +66,21 @@ class WorkerTotals:
         return {"worker": worker, "at": at, "partitions": sorted(partitions), "lag": dict(lag), "events": events,
                 "dead_letters": dict(self.dead_letters), "holds": dict(self.holds),
                 "postings": dict(self.postings), "cache_write_errors": self.cache_write_errors,
-                "freshness": self.freshness.to_wire(),
+                "freshness": self.freshness.to_wire(), "lateness": self.lateness.to_wire(),
                 "positions": {"negative_on_hand": negative_on_hand, "reserved_above_on_hand": reserved_above_on_hand}}
 
 
 def merge(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The sum of workers' snapshots: counts added, lag per ``topic/partition`` (each owned by one worker at a
-    time; the larger wins while two claim it during a rebalance), freshness buckets added bound by bound."""
+    time; the larger wins while two claim it during a rebalance), freshness and lateness buckets added bound
+    by bound."""
     events: dict[str, Counter[str]] = {}
     sums: dict[str, Counter[str]] = {"dead_letters": Counter(), "holds": Counter(), "postings": Counter(),
                                      "positions": Counter()}
     lag: dict[str, int] = {}
     workers, errors = [], 0
     freshness: dict[str, Any] | None = None
+    lateness: dict[str, Any] | None = None
     for snap in snapshots:
         workers.append({"worker": snap["worker"], "at": snap["at"], "partitions": snap["partitions"]})
         for kind, results in snap["events"].items():
@@ -88,10 +91,15 @@ def merge(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             lag[where] = max(behind, lag.get(where, 0))
         errors += snap["cache_write_errors"]
         freshness = _add_buckets(freshness, snap["freshness"])
+        if "lateness" in snap:  # not from a worker of an older version
+            lateness = _add_buckets(lateness, snap["lateness"])
     return {"workers": workers, "events": {kind: dict(results) for kind, results in sorted(events.items())},
             **{name: dict(counter) for name, counter in sums.items()},
             "lag": {"total": sum(lag.values()), "partitions": dict(sorted(lag.items()))},
-            "cache_write_errors": errors, "freshness": freshness or {"le": [], "counts": [], "sum": 0.0}}
+            "cache_write_errors": errors, "freshness": freshness or _NO_BUCKETS, "lateness": lateness or _NO_BUCKETS}
+
+
+_NO_BUCKETS: dict[str, Any] = {"le": [], "counts": [], "sum": 0.0}
 
 
 def _add_buckets(into: dict[str, Any] | None, more: Mapping[str, Any]) -> dict[str, Any]:

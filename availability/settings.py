@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .silence import Calendar, TradingHoursError, parse_calendar, parse_trading_hours
+
 ENV_PREFIX = "ATS_"
 SCOPES = frozenset({"availability:read", "reservations:write", "events:write", "admin"})
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
@@ -25,7 +27,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SECRET_FIELDS = frozenset({"api_tokens", "redis_url", "kafka_sasl_password"})
 #: optional settings where an empty variable means unset (a chart renders absent values as "")
 _FILES = ("api_tokens_file", "kafka_sasl_password_file", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
-          "redis_password_file", "redis_ssl_cafile")
+          "redis_password_file", "redis_ssl_cafile", "trading_hours_file")
 _OPTIONAL = (*_FILES, "kafka_sasl_username", "kafka_sasl_password")
 
 
@@ -136,6 +138,19 @@ class Settings(BaseSettings):
         description="API: SKUs whose answers each API process keeps in memory until a worker publishes that they "
                     "changed (0: every read goes to the cache)",
     )
+    silent_after_seconds: int = Field(
+        1_800, ge=0, le=7 * 86_400,
+        description="a location whose events stopped arriving for longer than this, counted in its trading hours, "
+                    "is silent (GET /v1/locations/{id}/status, ats_worker_silent_locations); 0: never",
+    )
+    trading_hours: str = Field(
+        "always", description="when locations trade (silence counts only then): 'always', or a time zone and "
+                              "openings, e.g. 'Europe/Paris; Mon-Sat 09:00-20:00; Sun 10:00-13:00'",
+    )
+    trading_hours_file: Path | None = Field(
+        None, description="JSON object of location id -> trading hours, for the locations whose hours differ from "
+                          "ATS_TRADING_HOURS, e.g. {\"DC-1\": \"always\"}",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="API: request body limit")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     kafka_security_protocol: KafkaProtocol = Field(
@@ -166,6 +181,7 @@ class Settings(BaseSettings):
     _token_spec: str | None = PrivateAttr(None)
     _kafka_password: str | None = PrivateAttr(None)
     _redis_password: str | None = PrivateAttr(None)
+    _calendar: Calendar = PrivateAttr(default_factory=Calendar)
 
     @field_validator(*_OPTIONAL, mode="before")
     @classmethod
@@ -231,6 +247,7 @@ class Settings(BaseSettings):
                                 "number from ATS_REDIS_URL (or make it /0)")
         if self.redis_ssl_cafile is not None and not (self.redis_url or "").startswith("rediss://"):
             raise SettingsError("ATS_REDIS_SSL_CAFILE is set, but ATS_REDIS_URL is not a rediss:// (TLS) URL")
+        self._calendar = _read_calendar(self.trading_hours, self.trading_hours_file)
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -254,6 +271,17 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("trading_hours")
+    @classmethod
+    def _trading_hours(cls, value: str) -> str:
+        parse_trading_hours(value)  # a TradingHoursError is a ValueError: reported naming the variable
+        return value
+
+    @property
+    def calendar(self) -> Calendar:
+        """Trading hours per location: ``ATS_TRADING_HOURS`` and ``ATS_TRADING_HOURS_FILE``, parsed at start-up."""
+        return self._calendar
 
     @field_validator("api_tokens")
     @classmethod
@@ -307,6 +335,17 @@ def _read_secret(path: Path, variable: str) -> str:
     if not secret:
         raise SettingsError(f"{variable}={path}: the file is empty")
     return secret
+
+
+def _read_calendar(default: str, path: Path | None) -> Calendar:
+    if path is None:
+        return parse_calendar(default)
+    try:
+        return parse_calendar(default, path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"ATS_TRADING_HOURS_FILE={path}: cannot read it: {exc.__class__.__name__}") from None
+    except TradingHoursError as exc:
+        raise SettingsError(f"ATS_TRADING_HOURS_FILE={path}: {exc}") from None
 
 
 def _names(fields: list[str]) -> str:

@@ -59,6 +59,10 @@ ERP_BOOK_KEY: Final = CACHE_PREFIX + "erp:book"
 #: snapshot of its positions. A missing field says the cache lost that partition's positions (flushed,
 #: restarted, evicted): the owner re-writes them, and the API answers 503 until it has.
 CACHE_EPOCHS_KEY: Final = CACHE_PREFIX + "cache-epochs"
+#: one hash, field = location id, value ``[business_ms, arrival_ms]`` (:mod:`availability.silence`): when
+#: each location last spoke. Written by the location's owner in the pipeline of its positions; read by
+#: ``GET /v1/locations/{id}/status`` and by a worker that loads the partition (so a restart keeps them)
+LOCATIONS_KEY: Final = CACHE_PREFIX + "locations"
 
 
 _KEY_ID = re.compile(ID_CHARS)

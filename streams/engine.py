@@ -63,18 +63,21 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 from faust.streams import _current_event
 from faust.types import TP, EventT
 from redis.exceptions import NoScriptError
 
 import cacheclient
 from availability import topics, wire
+from availability.events import epoch_ms
 from availability.model import Position
 from availability.netting import Posting
 from availability.reservations import Hold
 from availability.routing import legs
 from availability.settings import Settings
 from availability.shard import Flush, PartitionState, Source
+from availability.silence import lateness_seconds
 from availability.validation import EventRejected, Rejection, validate_event
 
 from .cacheepoch import CacheEpochs, CacheErrors
@@ -83,6 +86,7 @@ from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
 from .produce import BatchSender, Record
 from .routing import Router, Tick, read_routed
+from .silence import LocationClocks
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +154,8 @@ class Engine:
         self.table = app.Table(topics.STATE_TABLE, partitions=settings.partitions,
                                key_type=bytes, value_type=bytes)
         self.router = Router(settings.partitions)
+        self.clocks = LocationClocks(self.router.owner, silent_after_s=settings.silent_after_seconds,
+                                     calendar=settings.calendar)
         app.agent(self.inputs, name="engine")(self.process)
         app.timer(settings.tick_interval_ms / 1000, name="tick")(self.tick)
         self.log_reader = LogReader(settings)
@@ -339,12 +345,15 @@ class Engine:
         except EventRejected as exc:
             batch.dead(exc.rejection, message.topic, message.partition, message.offset, message.value)
             return False
+        business_ms, arrival_ms = epoch_ms(event.occurred_at), _arrival_ms(message, now_ms)
+        self.metrics.lateness.observe(lateness_seconds(business_ms, arrival_ms))
         for leg in legs(event):
             owner = self.router.owner(leg.location_id)
             if owner != message.partition:
                 batch.routed[owner].append(self.router.leg_message(
                     leg, message.topic, message.partition, message.offset, message.value))
                 continue
+            self.clocks.heard(owner, leg.location_id, business_ms, arrival_ms)
             rejection = state.apply(event, leg, source, now_ms)
             if rejection is not None:
                 batch.dead(rejection, message.topic, message.partition, message.offset, message.value)
@@ -375,6 +384,8 @@ class Engine:
                 batch.dead(Rejection("misrouted", f"leg for {leg.location_id} on partition {message.partition}"),
                            *origin, payload)
                 continue
+            self.clocks.heard(message.partition, leg.location_id, epoch_ms(event.occurred_at),
+                              _arrival_ms(message, now_ms))
             rejection = state.apply(event, leg, source, now_ms)
             if rejection is not None:
                 batch.dead(rejection, *origin, payload)
@@ -407,6 +418,7 @@ class Engine:
         if moves:
             await self.app.consumer.seek_wait(moves)
         state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
+        await self.clocks.load(self.cache, partition)  # when its locations last spoke: not in the changelog
         await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
         unsent = state.outbox()
         await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
@@ -425,6 +437,7 @@ class Engine:
             self.unflushed.pop(partition, None)
         self.unacked = [event for event in self.unacked if event.message.partition not in partitions]
         self.epochs.forget(partitions)
+        self.clocks.forget(partitions)
         self.gate.reset()
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
@@ -460,7 +473,8 @@ class Engine:
         changelog is written. A cache that does not answer is written whole again once it does
         (:mod:`streams.cacheepoch`), never a reason to stop applying; history entries it did not take
         are lost (the numbers they explain are not)."""
-        if not any(snapshots.values()) and not decisions and not fresh and not any((history or {}).values()):
+        if (not any(snapshots.values()) and not decisions and not fresh and not any((history or {}).values())
+                and not self.clocks.changed):
             return
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
         by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
@@ -483,6 +497,7 @@ class Engine:
             pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
         self._rewrite_holds(pipe, fresh)
+        self.clocks.write(pipe, fresh)  # when the locations last spoke (all of a partition written whole)
         self.epochs.mark(pipe, fresh)  # last: the snapshots before it vouch for it
         try:
             with self.metrics.cache_write():
@@ -619,6 +634,16 @@ class Engine:
                     consumed = seen + 1 if seen is not None else 0
                 lags[tp] = max(0, max(ends) - consumed)
         return lags
+
+
+def _arrival_ms(message: Any, now_ms: int) -> int:
+    """When an input record arrived: its Kafka timestamp (seconds on a Faust message, milliseconds on a
+    record read from the log), at most ``now_ms``; ``now_ms`` for a record without one."""
+    stamp = message.timestamp
+    if not stamp or stamp <= 0:
+        return now_ms
+    arrival_ms = int(stamp) if message.__class__ is ConsumerRecord else int(stamp * 1000)
+    return arrival_ms if arrival_ms < now_ms else now_ms
 
 
 class Batch:

@@ -53,10 +53,11 @@ class WorkerMetrics:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.totals = WorkerTotals(catalogue.FRESHNESS_BUCKETS)
+        self.totals = WorkerTotals(catalogue.FRESHNESS_BUCKETS, catalogue.LATENESS_BUCKETS)
         self.cache_write_duration = BucketCounts(catalogue.DURATION_BUCKETS)
         self.batch_duration = BucketCounts(catalogue.DURATION_BUCKETS)
         self.batch_size = BucketCounts(catalogue.BATCH_SIZE_BUCKETS)
+        self.lateness = self.totals.lateness  # observed by the engine as it validates an event
         #: per partition: positions (sku, location) with on_hand < 0, and with reserved > on_hand
         self.negative: dict[int, set[tuple[str, str]]] = {}
         self.at_risk: dict[int, set[tuple[str, str]]] = {}
@@ -174,16 +175,18 @@ class WorkerMetrics:
         negative, at_risk = self.position_gauges()
         states = self.engine.states if self.engine is not None else {}
         positions = sum(len(bucket.positions) for state in states.values() for bucket in state.buckets.values())
+        silent = self.engine.clocks.silent(int(self.clock() * 1000), owned) if self.engine is not None else 0
         for metric, value in ((catalogue.WORKER_PARTITIONS, len(owned)), (catalogue.WORKER_NEGATIVE_ON_HAND, negative),
                               (catalogue.WORKER_RESERVED_ABOVE_ON_HAND, at_risk),
-                              (catalogue.WORKER_POSITIONS, positions)):
+                              (catalogue.WORKER_POSITIONS, positions), (catalogue.WORKER_SILENT_LOCATIONS, silent)):
             gauge = _gauge(metric)
             gauge.add_metric([], value)
             yield gauge
         for metric, counts in ((catalogue.WORKER_FRESHNESS, totals.freshness),
                                (catalogue.WORKER_CACHE_WRITE_DURATION, self.cache_write_duration),
                                (catalogue.WORKER_BATCH_DURATION, self.batch_duration),
-                               (catalogue.WORKER_BATCH_SIZE, self.batch_size)):
+                               (catalogue.WORKER_BATCH_SIZE, self.batch_size),
+                               (catalogue.WORKER_LATENESS, self.lateness)):
             yield _histogram(metric, counts)
 
     # ---- serving ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from availability import topics
 from availability.routing import owner_partition
 from streams.admin import ensure_topics
+from streams.embedded import free_port
 from tests.brokers import start_test_broker
 from tests.builders import receipt, ref
 
@@ -61,6 +62,12 @@ def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(f"could not start a broker: {exc!r}")
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def metrics_port() -> int:
+    """A port for a module's worker to serve /metrics on (workers of other modules serve none)."""
+    return free_port()
 
 
 @pytest.fixture(scope="module")

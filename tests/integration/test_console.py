@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 Client = TestClient[Any, Any]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTHING_YET = "\N{EN DASH}"  # what a tile shows before its first number
+SILENT_AFTER = 2  # the API's threshold: a location quiet for 2 s is listed as silent
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def metrics_port() -> int:
-    return free_port()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +49,11 @@ async def cluster(module_broker: str, redis_url: str, metrics_port: int,
 
 @pytest.fixture(scope="module")
 async def client(cluster: Cluster) -> AsyncIterator[Client]:
-    async with serve(settings_for(cluster.broker_url, cluster.redis_url, drift_refresh_seconds="1")) as client:
+    # the cluster's partition count: the API checks the cache epoch of every partition it knows of, and
+    # would answer 503 for partitions 4-7 that no worker of this module writes
+    settings = settings_for(cluster.broker_url, cluster.redis_url, drift_refresh_seconds="1",
+                            silent_after_seconds=str(SILENT_AFTER), partitions=str(cluster.partitions))
+    async with serve(settings) as client:
         yield client
 
 
@@ -264,6 +258,44 @@ async def test_the_console_shows_live_numbers_and_looks_up_a_sku(cluster: Cluste
         flowing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flowing
+        await page.close()
+    assert errors == []
+
+
+async def late_sales(cluster: Cluster, location: str) -> None:
+    """Sales that happened two hours ago, sent now, a few a second (until cancelled)."""
+    at = (datetime.now(UTC) - timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    while True:
+        await cluster.send(topics.SALES, sale(location, (ref("SKU"), 1), at=at))
+        await asyncio.sleep(0.2)
+
+
+async def test_the_console_lists_a_silent_store_until_it_speaks(cluster: Cluster, client: Client,
+                                                                browser: Any) -> None:
+    location = ref("S")
+    await cluster.send(topics.RECEIPTS, receipt(location, (ref("SKU"), 1)))
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        await page.goto(str(client.make_url("/console")))
+        await page.fill("#token", ADMIN)
+        await page.click("#connect")
+        row = f"#silent-table tbody td:text-is('{location}')"
+        await page.wait_for_selector(row, timeout=30_000)  # quiet for 2 s: listed
+        assert int(await page.text_content("#silent-count") or 0) >= 1
+        assert "2 s" in (await page.text_content("#silent-rule") or "")
+        await cluster.send(topics.SALES, sale(location, (ref("SKU"), 1)))
+        await page.wait_for_selector(row, state="detached", timeout=30_000)  # it spoke: gone
+        # its till catches up: two hours of sales arrive now, counted as events over 5 minutes late
+        catching_up = asyncio.create_task(late_sales(cluster, location))
+        try:
+            await until(page, "Number(document.getElementById('late-rate').textContent) > 0", 30_000)
+        finally:
+            catching_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await catching_up
+    finally:
         await page.close()
     assert errors == []
 

@@ -32,6 +32,7 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos
 OMITTED = {
     "ATS_CHANNELS_FILE": "set only when `channels` is given; unset means every location, no buffer",
     "ATS_API_TOKENS_FILE": "the chart gives ATS_API_TOKENS from its Secret; the file form is for extraVolumes",
+    "ATS_TRADING_HOURS_FILE": "per-location hours are a file: mount it with extraVolumes, set it in extraEnv",
     **dict.fromkeys(("ATS_KAFKA_SASL_USERNAME", "ATS_KAFKA_SASL_PASSWORD_FILE", "ATS_KAFKA_SSL_CAFILE",
                      "ATS_KAFKA_SSL_CERTFILE", "ATS_KAFKA_SSL_KEYFILE", "ATS_REDIS_PASSWORD_FILE",
                      "ATS_REDIS_SSL_CAFILE"),
@@ -418,7 +419,7 @@ def test_alerts_query_the_catalogue_and_link_their_runbook(default: list[dict[st
     (group,) = rule["spec"]["groups"]
     alerts = {r["alert"]: r for r in group["rules"]}
     assert set(alerts) == {"ATSConsumerLagGrowing", "ATSFreshnessP99High", "ATSDeadLettersRising",
-                           "ATSCacheWriteErrors", "ATSNegativeOnHand", "ATSErpDrift"}
+                           "ATSCacheWriteErrors", "ATSNegativeOnHand", "ATSErpDrift", "ATSSilentLocations"}
     names = queried([r["expr"] for r in alerts.values()])
     assert names <= catalogue.series_names(), names - catalogue.series_names()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -192,3 +192,14 @@ async def test_publishing_to_a_cache_that_does_not_answer_skips_the_snapshot(wor
 
     worker.engine = SimpleNamespace(states={}, worker_id="w", lags=dict, cache=DownCache())  # type: ignore[assignment]
     await worker.publish()  # logged, not raised
+
+
+def test_merge_adds_lateness_buckets_and_takes_snapshots_without_them() -> None:
+    one, two = WorkerTotals((1.0,), (60.0,)), WorkerTotals((1.0,), (60.0,))
+    one.lateness.observe(5.0)
+    two.lateness.observe(7_200.0)  # a till two hours behind
+    snapshots = [totals.snapshot(worker=name, at=1.0, partitions=[], lag={}, negative_on_hand=0,
+                                 reserved_above_on_hand=0) for name, totals in (("a", one), ("b", two))]
+    older = {key: value for key, value in snapshots[1].items() if key != "lateness"}  # a worker before this field
+    assert merge(snapshots)["lateness"] == {"le": [60.0], "counts": [1, 1], "sum": 7_205.0}
+    assert merge([snapshots[0], older])["lateness"] == {"le": [60.0], "counts": [1, 0], "sum": 5.0}
