@@ -71,7 +71,7 @@ class Flush(NamedTuple):
     cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last snapshots()
     decisions: list[Hold]  # to publish only once ``records`` and ``marker`` are written
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
-    history: list[tuple[str, str, bytes]]  # (sku, location, entry) recorded since the last snapshots()
+    history: list[tuple[str, str, bytes]]  # (sku, location, entry) recorded since the last drain: write first
 
 
 class _Bucket:
@@ -534,8 +534,8 @@ class PartitionState:
 
     def history(self) -> list[tuple[str, str, bytes]]:
         """``(sku, location, entry)`` of every change applied since the last call (or drain), in the order
-        applied, in the form the cache keeps (:func:`availability.history.record`); the worker takes them
-        with :meth:`snapshots`, so a position's history and numbers are written together."""
+        applied, in the form the cache keeps (:func:`availability.history.record`); :meth:`drain` takes
+        them into the flush (the worker writes them before the flush's records)."""
         if not self._history:
             return []
         flat, self._history = iter(self._history), []

@@ -106,24 +106,25 @@ HISTORY_SLACK = 10
 #: partition → ``(sku, location, entry as JSON)`` of the history entries to write (availability.history)
 History = dict[int, list[tuple[str, str, bytes]]]
 
-#: every position of KEYS gets its new history entries: ARGV is ``keep, ttl`` and then, per key, the
-#: number of its entries and the entries (oldest first: the list is newest first); each list is trimmed
-#: to ``keep + 1`` entries and kept ``ttl`` seconds. One call per partition (its keys share a hash slot,
-#: so Redis Cluster takes it too) and at most :data:`HISTORY_CALL_ARGS` arguments: as LPUSH, LTRIM and
-#: EXPIRE per position, redis-py parsed three replies per line in Python and ingest ran at a third of
-#: its speed without history; as one such call per position, at half.
+#: every position of KEYS gets its new history entries: ARGV is ``keep, ttl`` and then, per key, its
+#: entries (oldest first: the list is newest first) joined by newlines (JSON entries hold none); each list
+#: is trimmed to ``keep + 1`` entries and kept ``ttl`` seconds. One call per partition and flush (its keys
+#: share a hash slot, so Redis Cluster takes it too). Per position and batch, as LPUSH, LTRIM and EXPIRE,
+#: ingest ran at a third of its speed without history (redis-py handles each command and argument in
+#: Python); as one call per position, at half.
 PUSH_HISTORY = """
-local keep, ttl, at = tonumber(ARGV[1]), tonumber(ARGV[2]), 3
-for _, key in ipairs(KEYS) do
-  local count = tonumber(ARGV[at])
-  redis.call('LPUSH', key, unpack(ARGV, at + 1, at + count))
+local keep, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local entries = {}
+  for entry in string.gmatch(ARGV[i + 2], "[^\\n]+") do entries[#entries + 1] = entry end
+  redis.call('LPUSH', key, unpack(entries))
   redis.call('LTRIM', key, 0, keep)
   redis.call('EXPIRE', key, ttl)
-  at = at + count + 1
 end
 return #KEYS
 """
-HISTORY_CALL_ARGS = 20_000
+#: positions per call at most
+HISTORY_CALL_KEYS = 5_000
 PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
@@ -226,21 +227,19 @@ class Engine:
         behind = self.lag() > self.settings.batch_max
         fresh: list[int] = []
         snapshots: dict[int, list[tuple[str, str, Position]]] = {}
-        history: History = {}
         if deciding or not behind or time.monotonic() - self.cache_written_at >= BEHIND_CACHE_INTERVAL_SECONDS:
             fresh = self.epochs.renew(states)  # right before the snapshots, no await between: whole partitions
             snapshots = {p: state.snapshots() for p, state in states.items()}
-            history = {p: state.history() for p, state in states.items()}
         # else: the changes stay marked in the states, for a later batch's snapshots or the flush's
         flushes: dict[int, Flush] = {}
         acked: list[EventT[Any]] = []
         if deciding:
             # the cache shows a decision's effect with it, not before; only the deciding partitions flush
             # (a peak day decides holds in most batches: the others keep their flush interval)
-            acked, flushes = await self._flush(now_ms, snapshots, fresh, deciding, history)
+            acked, flushes = await self._flush(now_ms, snapshots, fresh, deciding)
         else:
             if snapshots or fresh:
-                await self._write_cache(snapshots, [], fresh, history)
+                await self._write_cache(snapshots, [], fresh)
                 self.cache_written_at = time.monotonic()
             if time.monotonic() - self.flushed_at >= self._flush_interval(behind):
                 acked, flushes = await self._flush(now_ms, {}, [])
@@ -257,11 +256,9 @@ class Engine:
         return interval * BEHIND_FLUSH_FACTOR if behind else interval
 
     async def _flush(self, now_ms: int, snapshots: dict[int, list[tuple[str, str, Position]]], fresh: list[int],
-                     only: set[int] | None = None, history: History | None = None,
-                     ) -> tuple[list[EventT[Any]], dict[int, Flush]]:
+                     only: set[int] | None = None) -> tuple[list[EventT[Any]], dict[int, Flush]]:
         """Steps 4 to 7 for every partition applied to since the last flush, or for ``only`` those (with
-        ``snapshots`` and ``history`` written to the cache beside the decisions); returns the events to ack,
-        and the flushes."""
+        ``snapshots`` written to the cache beside the decisions); returns the events to ack, and the flushes."""
         if only is None:
             owners, self.unflushed = self.unflushed, {}
             acked, self.unacked = self.unacked, []
@@ -272,14 +269,12 @@ class Engine:
             self.unacked = [event for event in self.unacked if event.message.partition not in owners]
         states = {p: state for p in owners if (state := self.states.get(p)) is not None}
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
+        await self._write_history({p: flush.history for p, flush in flushes.items() if flush.history})
         await self._write_changelog(flushes, owners)
         written = dict(snapshots)
-        history = dict(history or {})
         for partition, flush in flushes.items():
             written[partition] = [*written.get(partition, []), *flush.cache]
-            history[partition] = [*history.get(partition, []), *flush.history]
-        await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh,
-                                history)
+        await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
         return acked, flushes
@@ -466,15 +461,12 @@ class Engine:
         state.confirm(postings)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
-                           fresh: list[int], history: History | None = None) -> None:
-        """Position snapshots per partition (one hash per SKU), the history entries of those changes (a
-        list per position), then reservation decisions (cached, then published), then the epochs of
-        ``fresh`` partitions (written whole), in one pipeline. Decisions come only from a flush whose
-        changelog is written. A cache that does not answer is written whole again once it does
-        (:mod:`streams.cacheepoch`), never a reason to stop applying; history entries it did not take
-        are lost (the numbers they explain are not)."""
-        if (not any(snapshots.values()) and not decisions and not fresh and not any((history or {}).values())
-                and not self.clocks.changed):
+                           fresh: list[int]) -> None:
+        """Position snapshots per partition (one hash per SKU), then reservation decisions (cached, then
+        published), then the epochs of ``fresh`` partitions (written whole), in one pipeline. Decisions come
+        only from a flush whose changelog is written. A cache that does not answer is written whole again
+        once it does (:mod:`streams.cacheepoch`), never a reason to stop applying."""
+        if not any(snapshots.values()) and not decisions and not fresh and not self.clocks.changed:
             return
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
         by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
@@ -489,8 +481,6 @@ class Engine:
             pipe.publish(topics.CHANGED_CHANNEL, wire.changed_message(by_sku))
         for location_id, scores in by_location.items():
             pipe.zadd(topics.location_index_key(location_id), scores)
-        if history:
-            self._write_history(pipe, history)
         for hold in decisions:
             body = orjson.dumps(wire.decision(hold))
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
@@ -501,48 +491,56 @@ class Engine:
         self.epochs.mark(pipe, fresh)  # last: the snapshots before it vouch for it
         try:
             with self.metrics.cache_write():
-                await self._execute(pipe, history)
+                await pipe.execute()
         except CacheErrors as exc:
             log.warning("cache write failed (%s): every partition is written whole once the cache answers", exc)
             self.epochs.failed(self.states)
             return
         self.epochs.written(fresh)
 
-    async def _execute(self, pipe: Any, history: History | None) -> None:
-        """Run a cache write (raising its first error). A cache that does not know the history script
-        yet (a new or restarted cache) learns it, and the history pushes, which failed, run again."""
-        errors = [result for result in await pipe.execute(raise_on_error=False) if isinstance(result, Exception)]
-        if errors and all(isinstance(error, NoScriptError) for error in errors) and history:
-            await self.cache.script_load(PUSH_HISTORY)
-            again = self.cache.pipeline(transaction=False)
-            self._write_history(again, history)
-            await again.execute()
-        elif errors:
-            raise errors[0]
-
-    def _write_history(self, pipe: Any, history: History) -> None:
-        """Each position's new entries pushed in the order applied (the list is newest first), the list
+    async def _write_history(self, history: History) -> None:
+        """Each position's entries of a flush pushed in the order applied (its list is newest first),
         trimmed to ``ATS_HISTORY_LIMIT`` (with room for the second copy an event applied again after a
-        crash may leave: the API drops it) and kept ``ATS_HISTORY_HORIZON_SECONDS`` past its last entry;
-        in calls of :data:`PUSH_HISTORY`, one or more per partition."""
+        crash may leave: the API shows one) and kept ``ATS_HISTORY_HORIZON_SECONDS`` past its last entry:
+        :data:`PUSH_HISTORY`, one call per partition (and :data:`HISTORY_CALL_KEYS` positions).
+
+        Before the flush's changelog records: an event the stored state covers is never applied again,
+        so its entry must be in the cache by then (a crash in between applies it again: the same entry id,
+        shown once). Once a flush, not with every cache write: a position busy in many batches is one
+        push. A cache that does not take them loses them (the numbers they explain are rebuilt)."""
+        if not history:
+            return
         kept = self.settings.history_limit + HISTORY_SLACK
-        horizon = self.settings.history_horizon_seconds
+        calls: list[tuple[list[str], list[Any]]] = []
         for partition, entries in history.items():
             by_position: dict[tuple[str, str], list[bytes]] = defaultdict(list)
             for sku, location_id, entry in entries:
                 by_position[(sku, location_id)].append(entry)
-            keys: list[str] = []
-            args: list[Any] = [kept - 1, horizon]
-            for (sku, location_id), pushed in by_position.items():
-                pushed = pushed[-kept:]  # only what the trim keeps
-                keys.append(topics.history_key(partition, sku, location_id))
-                args.append(len(pushed))
-                args.extend(pushed)
-                if len(args) >= HISTORY_CALL_ARGS:
-                    pipe.evalsha(PUSH_HISTORY_SHA, len(keys), *keys, *args)
-                    keys, args = [], [kept - 1, horizon]
-            if keys:
-                pipe.evalsha(PUSH_HISTORY_SHA, len(keys), *keys, *args)
+            positions = list(by_position.items())
+            for start in range(0, len(positions), HISTORY_CALL_KEYS):
+                chunk = positions[start:start + HISTORY_CALL_KEYS]
+                calls.append(([topics.history_key(partition, sku, location_id) for (sku, location_id), _ in chunk],
+                              [b"\n".join(pushed[-kept:]) for _, pushed in chunk]))  # only what the trim keeps
+        try:
+            with self.metrics.cache_write():
+                await self._push_history(calls, kept - 1)
+        except CacheErrors as exc:
+            log.warning("history entries of %d positions not written (%s)", sum(len(k) for k, _ in calls), exc)
+
+    async def _push_history(self, calls: list[tuple[list[str], list[Any]]], keep: int) -> None:
+        """A cache that does not know the script yet (new, restarted) learns it, and the calls run again."""
+        horizon = self.settings.history_horizon_seconds
+        for attempt in (1, 2):
+            pipe = self.cache.pipeline(transaction=False)
+            for keys, blobs in calls:
+                pipe.evalsha(PUSH_HISTORY_SHA, len(keys), *keys, keep, horizon, *blobs)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.cache.script_load(PUSH_HISTORY)
 
     def _rewrite_holds(self, pipe: Any, partitions: list[int]) -> None:
         """With a partition written whole (the cache lost it, or the partition was taken over), also every

@@ -95,10 +95,13 @@ async def test_events_in_answers_out_and_a_hold_decided(deployment: tuple[Cluste
     # the decision dropped the kept answer: the next read shows the hold (7 - 4)
     status, found = await answer(client, skus[2], store)
     assert (status, found["network_ats"], found["locations"][0]["reserved"]) == (200, 3, 4)
-    # the history push (a Lua script, loaded on every master when a node does not know it)
-    response = await client.get(f"/v1/positions/{skus[0]}/{store}/history", headers=bearer(READER))
-    assert response.status == 200, await response.text()
-    assert len((await response.json())["items"]) == 1
+    # the history push (a Lua script, loaded on every master when a node does not know), with the next flush
+    async def history() -> int:
+        response = await client.get(f"/v1/positions/{skus[0]}/{store}/history", headers=bearer(READER))
+        assert response.status == 200, await response.text()
+        return len((await response.json())["items"])
+
+    assert await eventually(history, timeout=10, what="the history written with the flush") == 1
 
     refused = {"reservation_id": ref("R"), "location_id": store, "lines": [{"sku": skus[2], "qty": 4}]}
     response = await client.post("/v1/reservations", json=refused, headers=bearer(RESERVER))
