@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from api.app import ChannelsFileError, create_app
+from api.app import create_app
+from availability.channels import ChannelsFileError
 from availability.settings import load_settings
 
 
