@@ -24,7 +24,8 @@ async def test_a_task_that_swallows_a_cancellation_still_stops() -> None:
     task = asyncio.create_task(_swallows_one_cancellation(swallowed))
     await asyncio.sleep(0)
     await asyncio.wait_for(stop([task]), timeout=5)
-    assert task.cancelled() and swallowed == [1]
+    assert task.cancelled()
+    assert swallowed == [1]
 
 
 async def test_a_task_error_is_raised() -> None:
