@@ -67,8 +67,15 @@ def worker() -> None:
     settings = _settings()
     _require_urls(settings)
     _check_access(settings, "worker")
+    from availability.channels import ChannelsFileError, load_channels
+
     from .worker import run_worker
 
+    try:
+        load_channels(settings.channels_file)  # the change feed's low-stock levels: fail now, in one line
+    except ChannelsFileError as exc:
+        click.echo(f"ats worker: {exc}", err=True)
+        sys.exit(2)
     run_worker(settings)
 
 

@@ -7,6 +7,7 @@ the sent stream (alternation, agreement with the final state, no loss across a c
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given, settings
@@ -202,8 +203,8 @@ def test_one_record_per_crossing_of_the_flush_end_values(plan: list[Step], data:
         sent += flushed(shard)
         ends.append(ats_after(plan[:cut]))
         start = cut
-    expected = sum((a > 0) != (b > 0) for a, b in zip(ends, ends[1:], strict=False))
-    expected += sum((max(0, a - 1) < 3) != (max(0, b - 1) < 3) for a, b in zip(ends, ends[1:], strict=False))
+    expected = sum((a > 0) != (b > 0) for a, b in itertools.pairwise(ends))
+    expected += sum((max(0, a - 1) < 3) != (max(0, b - 1) < 3) for a, b in itertools.pairwise(ends))
     assert len(sent) == expected
     check_stream(sent, ats_after(plan), 3)
 
