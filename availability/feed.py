@@ -28,7 +28,6 @@ changed position per flush; the worker sends what the shard keeps in its outbox.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -41,11 +40,6 @@ BACK_IN_STOCK = "back_in_stock"
 LOW_STOCK = "low_stock"
 LOW_STOCK_RECOVERED = "low_stock_recovered"
 KINDS = (OUT_OF_STOCK, BACK_IN_STOCK, LOW_STOCK, LOW_STOCK_RECOVERED)
-
-#: a change record names at most this many of the events that changed its position since the last
-#: flush (the latest ones: those that took it across)
-MAX_EVENT_IDS = 10
-
 
 class Change(NamedTuple):
     change_id: str
@@ -82,22 +76,12 @@ def feed_rules(views: ChannelViews) -> FeedRules:
     return FeedRules(tuple(rules))
 
 
-class Since:
-    """What a position was at the last flush, and the events that changed it since (the latest
-    :data:`MAX_EVENT_IDS`, each once). Mutable, kept only between two flushes."""
-
-    __slots__ = ("before", "causes", "last")
-
-    def __init__(self, before: int) -> None:
-        self.before = before
-        self.causes: deque[str] = deque(maxlen=MAX_EVENT_IDS)
-        self.last: str | None = None
-
-
-def crossings(rules: FeedRules, sku: str, location_id: str, since: Since, position: Position,
-              now_ms: int) -> list[Change]:
-    """The crossings of one position between the last flush (``since.before``) and now."""
-    before, after = since.before, position.ats
+def crossings(rules: FeedRules, sku: str, location_id: str, previous: Position, position: Position,
+              first: str | None, last: str | None, now_ms: int) -> list[Change]:
+    """The crossings of one position between the last flush (``previous``) and now (``position``);
+    ``first`` and ``last``: the ids of the first and the last event that changed it in between (the
+    record's ``event_ids``: the start of a burst, and the event that took the position across)."""
+    before, after = previous.ats, position.ats
     if before == after:
         return []
     found: list[tuple[str | None, str, int, int, int]] = []  # (channel, kind, previous, now, threshold)
@@ -109,9 +93,10 @@ def crossings(rules: FeedRules, sku: str, location_id: str, since: Since, positi
         was, now = channel_ats(view, location_id, before), channel_ats(view, location_id, after)
         if (was < level) != (now < level):
             found.append((channel, LOW_STOCK if now < level else LOW_STOCK_RECOVERED, was, now, level))
-    cause = since.last or f"@{position.updated_ms}"
+    cause = last or f"@{position.updated_ms}"
+    event_ids = tuple(dict.fromkeys(e for e in (first, last) if e is not None))
     return [Change(change_id(sku, location_id, channel, kind, cause), sku, location_id, channel, kind, now, was,
-                   threshold, position.updated_ms, now_ms, tuple(since.causes))
+                   threshold, position.updated_ms, now_ms, event_ids)
             for channel, kind, was, now, threshold in found]
 
 

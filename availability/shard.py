@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from . import reservations as rsv
 from .dedupe import RecentIds
 from .events import AnyEvent, Reservation, Sale, epoch_ms
-from .feed import Change, FeedRules, Since, crossings, outbox_from_wire, outbox_to_wire
+from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_to_wire
 from .ledger import HANDLERS, CountOutsideHorizon, Movements
 from .model import EMPTY, Position
 from .netting import Netting, Posting, closing_boundary, window_start
@@ -161,7 +161,10 @@ class PartitionState:
                  grace_ms: int = 60_000, feed: FeedRules | None = None) -> None:
         self.partition = partition
         self.feed = feed or FeedRules()
-        self._since: dict[tuple[str, str], Since] = {}  # (sku, location) changed since the last drain
+        # (sku, location) changed since the last drain → (its position then, the first cause), and → the last
+        # cause. Tuples of untracked values and a plain dict: nothing the garbage collector keeps scanning
+        self._since: dict[tuple[str, str], tuple[Position, str | None]] = {}
+        self._last_cause: dict[tuple[str, str], str | None] = {}
         self._cause: str | None = None  # the event id behind the changes being made (the change feed's)
         self.window_ms = window_ms
         self.grace_ms = grace_ms
@@ -483,12 +486,9 @@ class PartitionState:
         if bucket is None:
             bucket = self.buckets[address] = _Bucket()
         key = (sku, location_id)
-        since = self._since.get(key)  # the change feed: the ATS as of the last drain, and the causes since
-        if since is None:
-            since = self._since[key] = Since(bucket.positions.get(sku, EMPTY).ats)
-        if since.last != self._cause and self._cause is not None:
-            since.last = self._cause
-            since.causes.append(self._cause)
+        if key not in self._since:  # the change feed: the position as of the last drain, and the causes since
+            self._since[key] = (bucket.positions.get(sku, EMPTY), self._cause)
+        self._last_cause[key] = self._cause
         bucket.positions[sku] = position
         bucket.stale.add(sku)
         bucket.changed.add(sku)
@@ -585,15 +585,22 @@ class PartitionState:
         """The change feed's crossings since the last drain, put in their buckets' outboxes (per changed
         position, not per event: a burst within a flush is one crossing)."""
         found: list[Change] = []
-        for (sku, location_id), since in self._since.items():
+        levels, last_cause = bool(self.feed.low_stock), self._last_cause
+        for key, (previous, first) in self._since.items():
+            sku, location_id = key
             address = (location_id, bucket_of(sku))
             bucket = self.buckets[address]
-            changes = crossings(self.feed, sku, location_id, since, bucket.positions[sku], now_ms)
+            position = bucket.positions[sku]
+            # most changes cross nothing: with no low-stock level to watch, only going to 0 or leaving it counts
+            if not levels and ((previous.on_hand - previous.reserved - previous.safety_stock > 0)
+                               == (position.on_hand - position.reserved - position.safety_stock > 0)):
+                continue
+            changes = crossings(self.feed, sku, location_id, previous, position, first, last_cause[key], now_ms)
             if changes:
                 bucket.feed.extend(changes)
                 self._dirty_buckets.add(address)
                 found.extend(changes)
-        self._since = {}
+        self._since, self._last_cause = {}, {}
         return found
 
 
