@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import Metrics
 from availability import metrics as catalogue
 from availability import topics
+from availability.feed import Change
 from availability.model import Position
 from availability.netting import Posting
 from availability.opstats import BucketCounts, WorkerTotals, merge
@@ -192,3 +193,15 @@ async def test_publishing_to_a_cache_that_does_not_answer_skips_the_snapshot(wor
 
     worker.engine = SimpleNamespace(states={}, worker_id="w", lags=dict, cache=DownCache())  # type: ignore[assignment]
     await worker.publish()  # logged, not raised
+
+
+def test_change_feed_records_are_counted_by_kind(worker: WorkerMetrics) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(worker)  # type: ignore[arg-type]
+    out = Change("c1", "A", "S-1", None, "out_of_stock", 0, 4, 1, 0, 0, ("e1",))
+    low = out._replace(change_id="c2", channel="ecom", kind="low_stock", threshold=3)
+    worker.batch([], [], {0: Flush([], ("m|0", {}), [], [], [], [out, low]), 1: Flush([], ("m|1", {}), [], [], [],
+                                                                                    [out._replace(change_id="c3")])},
+                 {}, 0.01)
+    samples = {s.labels["kind"]: s.value for s in scraped(registry)["ats_worker_feed_changes"].samples}
+    assert samples == {"out_of_stock": 2.0, "low_stock": 1.0}
