@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 from .channels import ALL_LOCATIONS, ChannelView, ChannelViews, channel_ats
 from .model import Position
 from .wire import rfc3339
+
+_text = encode_basestring_ascii
 
 OUT_OF_STOCK = "out_of_stock"
 BACK_IN_STOCK = "back_in_stock"
@@ -76,12 +79,12 @@ def feed_rules(views: ChannelViews) -> FeedRules:
     return FeedRules(tuple(rules))
 
 
-def crossings(rules: FeedRules, sku: str, location_id: str, previous: Position, position: Position,
+def crossings(rules: FeedRules, sku: str, location_id: str, before: int, position: Position,
               first: str | None, last: str | None, now_ms: int) -> list[Change]:
-    """The crossings of one position between the last flush (``previous``) and now (``position``);
+    """The crossings of one position between the last flush (its ATS then: ``before``) and now (``position``);
     ``first`` and ``last``: the ids of the first and the last event that changed it in between (the
     record's ``event_ids``: the start of a burst, and the event that took the position across)."""
-    before, after = previous.ats, position.ats
+    after = position.ats
     if before == after:
         return []
     found: list[tuple[str | None, str, int, int, int]] = []  # (channel, kind, previous, now, threshold)
@@ -115,9 +118,13 @@ def change_record(change: Change) -> dict[str, Any]:
             "detected_at": rfc3339(change.detected_ms), "event_ids": list(change.event_ids)}
 
 
-def outbox_to_wire(changes: Iterable[Change]) -> list[list[Any]]:
-    """An outbox as stored in its bucket record (``f``)."""
-    return [[*change[:10], list(change.event_ids)] for change in changes]
+def outbox_json(changes: Iterable[Change]) -> str:
+    """An outbox as stored in its bucket record (``f``), JSON text (written by hand, as the bucket's own
+    members: :func:`json.dumps` was most of a crossing's cost)."""
+    return "[" + ",".join([
+        f"[{_text(c.change_id)},{_text(c.sku)},{_text(c.location_id)},"
+        f"{'null' if c.channel is None else _text(c.channel)},{_text(c.kind)},{c.ats},{c.previous_ats},"
+        f"{c.threshold},{c.as_of_ms},{c.detected_ms},[{','.join(map(_text, c.event_ids))}]]" for c in changes]) + "]"
 
 
 def outbox_from_wire(rows: Iterable[list[Any]] | None) -> list[Change]:

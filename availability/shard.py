@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from . import reservations as rsv
 from .dedupe import RecentIds
 from .events import AnyEvent, Reservation, Sale, epoch_ms
-from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_to_wire
+from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_json
 from .ledger import HANDLERS, CountOutsideHorizon, Movements
 from .model import EMPTY, Position
 from .netting import Netting, Posting, closing_boundary, window_start
@@ -147,7 +147,7 @@ class _Bucket:
         self.feed = outbox_from_wire(value.get("f"))  # written whole in every record
 
     def _feed_json(self) -> str | None:
-        return record_json(outbox_to_wire(self.feed)) if self.feed else None
+        return outbox_json(self.feed) if self.feed else None
 
     def _encode(self) -> None:
         texts = self.texts
@@ -161,9 +161,10 @@ class PartitionState:
                  grace_ms: int = 60_000, feed: FeedRules | None = None) -> None:
         self.partition = partition
         self.feed = feed or FeedRules()
-        # (sku, location) changed since the last drain → (its position then, the first cause), and → the last
-        # cause. Tuples of untracked values and a plain dict: nothing the garbage collector keeps scanning
-        self._since: dict[tuple[str, str], tuple[Position, str | None]] = {}
+        # (sku, location) changed since the last drain → (on_hand - reserved - safety_stock then, the first
+        # cause, its bucket's address), and → the last cause (folded in from _dirty_positions per batch, not
+        # per line). Tuples of ints and strings: nothing the garbage collector keeps scanning
+        self._since: dict[tuple[str, str], tuple[int, str | None, tuple[str, int]]] = {}
         self._last_cause: dict[tuple[str, str], str | None] = {}
         self._cause: str | None = None  # the event id behind the changes being made (the change feed's)
         self.window_ms = window_ms
@@ -179,7 +180,8 @@ class PartitionState:
         self.generation = 0
         self._expiries: list[tuple[int, str]] = []
         self._dirty_buckets: set[tuple[str, int]] = set()
-        self._dirty_positions: dict[tuple[str, str], None] = {}
+        # changed since the last snapshots() → the id of the event behind its last change (None: none)
+        self._dirty_positions: dict[tuple[str, str], str | None] = {}
         self._dirty_holds: dict[str, None] = {}
         self._dropped_generations: list[int] = []
         self._decisions: list[Hold] = []
@@ -486,14 +488,14 @@ class PartitionState:
         if bucket is None:
             bucket = self.buckets[address] = _Bucket()
         key = (sku, location_id)
-        if key not in self._since:  # the change feed: the position as of the last drain, and the causes since
-            self._since[key] = (bucket.positions.get(sku, EMPTY), self._cause)
-        self._last_cause[key] = self._cause
+        if key not in self._since:  # the change feed: the position as of the last drain, and the first cause
+            prior = bucket.positions.get(sku, EMPTY)
+            self._since[key] = (prior.on_hand - prior.reserved - prior.safety_stock, self._cause, address)
         bucket.positions[sku] = position
         bucket.stale.add(sku)
         bucket.changed.add(sku)
         self._touched.add(address)
-        self._dirty_positions[key] = None
+        self._dirty_positions[key] = self._cause
 
     def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position]) -> None:
         if not self._replayed(location_id, sku, source):
@@ -533,6 +535,7 @@ class PartitionState:
         cache, which the worker writes per batch, ahead of the changelog (snapshots are idempotent, and a
         replay after a crash writes them again)."""
         cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
+        self._last_cause.update(self._dirty_positions)  # for the change feed (see _crossings)
         self._dirty_positions = {}
         return cache
 
@@ -585,17 +588,18 @@ class PartitionState:
         """The change feed's crossings since the last drain, put in their buckets' outboxes (per changed
         position, not per event: a burst within a flush is one crossing)."""
         found: list[Change] = []
-        levels, last_cause = bool(self.feed.low_stock), self._last_cause
-        for key, (previous, first) in self._since.items():
+        last_cause = self._last_cause
+        last_cause.update(self._dirty_positions)  # changed since the last snapshots()
+        levels = bool(self.feed.low_stock)
+        for key, (before, first, address) in self._since.items():
             sku, location_id = key
-            address = (location_id, bucket_of(sku))
             bucket = self.buckets[address]
             position = bucket.positions[sku]
             # most changes cross nothing: with no low-stock level to watch, only going to 0 or leaving it counts
-            if not levels and ((previous.on_hand - previous.reserved - previous.safety_stock > 0)
-                               == (position.on_hand - position.reserved - position.safety_stock > 0)):
+            if not levels and (before > 0) == (position.on_hand - position.reserved - position.safety_stock > 0):
                 continue
-            changes = crossings(self.feed, sku, location_id, previous, position, first, last_cause[key], now_ms)
+            changes = crossings(self.feed, sku, location_id, max(0, before), position, first,
+                                last_cause.get(key) or first, now_ms)
             if changes:
                 bucket.feed.extend(changes)
                 self._dirty_buckets.add(address)

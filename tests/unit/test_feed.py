@@ -8,6 +8,7 @@ the sent stream (alternation, agreement with the final state, no loss across a c
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 from hypothesis import given, settings
@@ -25,6 +26,8 @@ from availability.feed import (
     change_record,
     crossings,
     feed_rules,
+    outbox_from_wire,
+    outbox_json,
 )
 from availability.model import Position
 
@@ -41,7 +44,7 @@ def at(on_hand: int) -> Position:
 def cross(rules: FeedRules, sku: str, location_id: str, before: int, after: int, *causes: str,
           now_ms: int = NOW) -> list[Change]:
     """The crossings from ATS ``before`` to ``after`` (on_hand alone), changed by ``causes`` in order."""
-    return crossings(rules, sku, location_id, at(before), at(after), causes[0], causes[-1], now_ms)
+    return crossings(rules, sku, location_id, max(0, before), at(after), causes[0], causes[-1], now_ms)
 
 
 def kinds(changes: list[Change]) -> list[tuple[str | None, str, int, int, int]]:
@@ -241,3 +244,9 @@ def test_a_crash_anywhere_in_a_flush_loses_no_crossing(plan: list[Step], data: s
     sent += flushed(recovered)
     check_stream(sent, ats_after(plan), 3)
 
+
+
+def test_the_outbox_is_stored_as_json_and_read_back_unchanged() -> None:
+    changes = [*cross(RULES, 'SKU-"1', "S-1", 9, 0, "e-1", "é\\2"), *cross(FeedRules(), "B", "S-1", 0, 3, "e3")]
+    assert len(changes) == 3
+    assert outbox_from_wire(json.loads(outbox_json(changes))) == changes
