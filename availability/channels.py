@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .events import MAX_QTY, ChannelName, LocationId
 
 Buffer = Annotated[int, Field(ge=0, le=MAX_QTY)]
+Level = Buffer  # a low-stock level: units, like a buffer
 
 
 class ChannelsError(ValueError):
@@ -47,7 +48,7 @@ class ChannelView(BaseModel):
     locations: Literal["all"] | Annotated[list[LocationId], Field(min_length=1)] = "all"
     default_buffer: Buffer = 0
     buffers: dict[LocationId, Buffer] = Field(default_factory=dict)
-    low_stock: Buffer = 0
+    low_stock: Level = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> ChannelView:
@@ -79,7 +80,7 @@ class ChannelViews(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     channels: dict[ChannelName, ChannelView] = Field(default_factory=dict)
-    low_stock: Buffer = 0
+    low_stock: Level = 0
 
     def get(self, name: str | None) -> ChannelView | None:
         """The named view (``ALL_LOCATIONS`` for no name); ``None`` for a channel that is not configured."""

@@ -246,8 +246,7 @@ class Engine:
         await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
-        for partition, flush in flushes.items():
-            await self._announce(states[partition], flush.changes)
+        await self._announce([(states[partition], flush.changes) for partition, flush in flushes.items()])
         return acked, flushes
 
     async def _read_log(self, tp: TP, start: int, end: int) -> list[Any] | None:
@@ -381,7 +380,7 @@ class Engine:
         await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
         unsent = state.outbox()
         await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
-        await self._announce(state, state.change_outbox())  # the same for the change feed
+        await self._announce([(state, state.change_outbox())])  # the same for the change feed
         log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s; "
                  "inputs resume at %s", partition, records, sum(len(b.positions) for b in state.buckets.values()),
                  len(state.holds), len(unsent), time.monotonic() - started, state.inputs)
@@ -424,14 +423,16 @@ class Engine:
                                 orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
         state.confirm(postings)
 
-    async def _announce(self, state: PartitionState, changes: Sequence[Change]) -> None:
-        """Send change records to the feed, keyed by SKU (ordered per SKU), and wait for delivery; then
-        the state may forget them. Sent only once the changelog holds them (see :meth:`_post`)."""
-        if not changes:
+    async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]]) -> None:
+        """Send the partitions' change records to the feed, keyed by SKU (each partition's in its order), in
+        one go, and wait for delivery; then the states may forget them. Sent only once the changelog holds
+        them (see :meth:`_post`)."""
+        if not any(changes for _, changes in outboxes):
             return
         await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)), None)
-                                for change in changes), remember_keys=False)
-        state.confirm_changes(changes)
+                                for _, changes in outboxes for change in changes), remember_keys=False)
+        for state, changes in outboxes:
+            state.confirm_changes(changes)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
                            fresh: list[int]) -> None:
