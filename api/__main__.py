@@ -7,9 +7,10 @@ import sys
 
 from aiohttp import web
 
+from availability.channels import ChannelsFileError
 from availability.settings import SettingsError, load_settings
 
-from .app import ChannelsFileError, create_app
+from .app import create_app
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The app factory: ``create_app(settings, *, cache=None, broker=None)``; no module-level state.
 
-Start-up fails with :class:`ChannelsFileError` (naming the file and the problem) when
+Start-up fails with :class:`availability.channels.ChannelsFileError` (naming the file and the problem) when
 ``ATS_CHANNELS_FILE`` is not a valid channels file. Connections are made in ``cleanup_ctx`` and may be
 down at start: requests that need them answer 503 until they come back.
 """
@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import cacheclient
-from availability.channels import ChannelsError, ChannelViews, parse_channels
+from availability.channels import ChannelViews, load_channels
 from availability.settings import Settings
 
 from . import answercache, erp, openapi, routes
@@ -28,23 +27,6 @@ from .decisions import Decisions
 from .edge import edge_middleware
 from .keys import ANSWERS, BROKER, CACHE, CHANNELS, CLOCK, DECISIONS, DRIFT, METRICS, SETTINGS, SPEC, TOKENS
 from .metrics import Metrics
-
-
-class ChannelsFileError(Exception):
-    """``ATS_CHANNELS_FILE`` cannot be read or is not valid."""
-
-
-def load_channels(path: Path | None) -> ChannelViews:
-    if path is None:
-        return ChannelViews()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: cannot read it: {exc}") from None
-    try:
-        return parse_channels(text)
-    except ChannelsError as exc:
-        raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: {exc}") from None
 
 
 def create_app(settings: Settings, *, cache: cacheclient.Cache | None = None, broker: Broker | None = None,

@@ -4,19 +4,24 @@ The file (``ATS_CHANNELS_FILE``) is JSON::
 
     {"channels": {
         "ecom":   {"locations": "all", "default_buffer": 1, "buffers": {"STORE-12": 3}},
-        "pickup": {"locations": ["STORE-12", "STORE-14"]}
-    }}
+        "pickup": {"locations": ["STORE-12", "STORE-14"], "low_stock": 3}
+    },
+     "low_stock": 5}
 
 ``locations`` is ``"all"`` or a non-empty list of location ids; ``buffers`` maps a location to the
 units held back from that channel (``default_buffer``, default 0, applies to every other eligible
-location). Channel network ATS = Σ over eligible locations of max(0, ATS - buffer). With no channel
-named: every location, no buffer. Pure: the caller reads the file and passes its text.
+location). ``low_stock`` (default 0: none) is the level below which the change feed reports a
+location's share of the channel as low (:mod:`availability.feed`); the top-level ``low_stock`` is the
+same for every location with no buffer (no channel). Channel network ATS = Σ over eligible locations
+of max(0, ATS - buffer). With no channel named: every location, no buffer. Pure but for
+:func:`load_channels`, which the worker's and the API's entry points call once to read the file.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,10 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .events import MAX_QTY, ChannelName, LocationId
 
 Buffer = Annotated[int, Field(ge=0, le=MAX_QTY)]
+Level = Buffer  # a low-stock level: units, like a buffer
 
 
 class ChannelsError(ValueError):
     """The channels file is not valid; the message says where and why."""
+
+
+class ChannelsFileError(Exception):
+    """``ATS_CHANNELS_FILE`` cannot be read or is not valid (the message names the file)."""
 
 
 class ChannelView(BaseModel):
@@ -38,6 +48,7 @@ class ChannelView(BaseModel):
     locations: Literal["all"] | Annotated[list[LocationId], Field(min_length=1)] = "all"
     default_buffer: Buffer = 0
     buffers: dict[LocationId, Buffer] = Field(default_factory=dict)
+    low_stock: Level = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> ChannelView:
@@ -69,6 +80,7 @@ class ChannelViews(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     channels: dict[ChannelName, ChannelView] = Field(default_factory=dict)
+    low_stock: Level = 0
 
     def get(self, name: str | None) -> ChannelView | None:
         """The named view (``ALL_LOCATIONS`` for no name); ``None`` for a channel that is not configured."""
@@ -97,6 +109,20 @@ def parse_channels(text: str | bytes) -> ChannelViews:
             where = ".".join(str(part) for part in error["loc"]) or "(top level)"
             problems.append(f"{where}: {error['msg']}")
         raise ChannelsError("; ".join(problems)) from None
+
+
+def load_channels(path: Path | None) -> ChannelViews:
+    """The views of ``ATS_CHANNELS_FILE`` (none set: no channel); raises :class:`ChannelsFileError`."""
+    if path is None:
+        return ChannelViews()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: cannot read it: {exc}") from None
+    try:
+        return parse_channels(text)
+    except ChannelsError as exc:
+        raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: {exc}") from None
 
 
 def location_ats(on_hand: int, reserved: int, safety_stock: int) -> int:

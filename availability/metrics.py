@@ -95,6 +95,10 @@ WORKER_ERP_POSTINGS: Final = Metric(
 WORKER_ERP_UNITS: Final = Metric(
     "ats_worker_erp_posted_units", "counter", "sum of |qty| of the ERP postings decided, by movement type",
     "worker", ("movement_type",))
+WORKER_FEED_CHANGES: Final = Metric(
+    "ats_worker_feed_changes", "counter",
+    "change feed records decided (crossings of a threshold, for inventory.availability), by kind", "worker",
+    ("kind",))
 WORKER_CACHE_WRITE_ERRORS: Final = Metric(
     "ats_worker_cache_write_errors", "counter", "cache (Redis) snapshot writes that failed", "worker")
 WORKER_CACHE_WRITE_DURATION: Final = Metric(
@@ -148,7 +152,7 @@ CATALOGUE: Final[tuple[Metric, ...]] = (
     WORKER_EVENTS, WORKER_DEAD_LETTERS, WORKER_CONSUMER_LAG, WORKER_PARTITIONS, WORKER_FRESHNESS,
     WORKER_HOLD_DECISIONS, WORKER_RESERVED_ABOVE_ON_HAND, WORKER_NEGATIVE_ON_HAND, WORKER_POSITIONS,
     WORKER_LATENESS, WORKER_SILENT_LOCATIONS,
-    WORKER_ERP_POSTINGS, WORKER_ERP_UNITS, WORKER_CACHE_WRITE_ERRORS, WORKER_CACHE_WRITE_DURATION,
+    WORKER_ERP_POSTINGS, WORKER_ERP_UNITS, WORKER_FEED_CHANGES, WORKER_CACHE_WRITE_ERRORS, WORKER_CACHE_WRITE_DURATION,
     WORKER_BATCH_DURATION, WORKER_BATCH_SIZE,
     API_REQUESTS, API_LATENCY, API_CACHE_ERRORS, API_ANSWERS, API_BROKER_ERRORS, API_RESERVATIONS, API_INGESTED,
     API_INGEST_REJECTED, ERP_DRIFT_POSITIONS, ERP_DRIFT_UNITS, ERP_DRIFT_CHECKED,

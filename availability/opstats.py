@@ -54,6 +54,7 @@ class WorkerTotals:
         self.holds: Counter[str] = Counter()  # decision status → decisions
         self.postings: Counter[str] = Counter()  # movement type → postings
         self.posted_units: Counter[str] = Counter()  # movement type → Σ |qty|
+        self.changes: Counter[str] = Counter()  # change feed kind → records
         self.cache_write_errors = 0
         self.freshness = BucketCounts(freshness_bounds)
         self.lateness = BucketCounts(lateness_bounds)  # arrival - business time per input event (silent stores)

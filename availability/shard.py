@@ -22,18 +22,27 @@ drain, to be sent only after the flush's records are written; :meth:`outbox` lis
 yet confirmed (to re-send after a restart); :meth:`confirm` drops sent ones (the next flush rewrites
 their buckets without them).
 
+The change feed (:mod:`availability.feed`) works the same way: the first change of a position since
+the last drain notes its ATS then (:meth:`_store`), and the drain compares it with the ATS now, so a
+burst within a flush is one crossing. The crossings go to the outbox of the position's bucket, stored
+in the same record as the position that crossed (a crossing is stored exactly when its cause is);
+:attr:`Flush.changes` are to be sent only once the flush's records are written, :meth:`change_outbox`
+lists those not yet confirmed (to re-send after a restart, unchanged), :meth:`confirm_changes` drops
+sent ones.
+
 The caller (the worker) writes the records in that order, the marker last.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from . import reservations as rsv
 from .dedupe import RecentIds
 from .events import AnyEvent, Reservation, Sale, epoch_ms
+from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_json
 from .history import Cause
 from .history import record as history_entry
 from .ledger import HANDLERS, CountOutsideHorizon, Movements
@@ -71,7 +80,8 @@ class Flush(NamedTuple):
     cache: list[tuple[str, str, Position]]  # (sku, location, position) changed since the last snapshots()
     decisions: list[Hold]  # to publish only once ``records`` and ``marker`` are written
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
-    history: list[tuple[str, str, bytes]]  # (sku, location, entry) recorded since the last drain: write first
+    changes: Sequence[Change] = ()  # crossings since the last drain: send only once ``records`` are written
+    history: Sequence[tuple[str, str, bytes]] = ()  # (sku, location, entry) since the last drain: write first
 
 
 class _Bucket:
@@ -85,17 +95,18 @@ class _Bucket:
     in the changelog). ``texts`` keeps each position's JSON (:func:`availability.wire.position_entry_json`)
     as of the last drain, ``stale`` the SKUs changed since: a drain encodes only those."""
 
-    __slots__ = ("changed", "changes_stored", "decisions", "ids", "netting", "positions", "stale", "texts",
+    __slots__ = ("changed", "changes_stored", "decisions", "feed", "ids", "netting", "positions", "stale", "texts",
                  "version", "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
                  decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None,
-                 version: int = -1, ids: set[str] | None = None):
+                 version: int = -1, ids: set[str] | None = None, feed: list[Change] | None = None):
         self.watermarks = watermarks or {}
         self.positions = positions or {}
         self.decisions = decisions or {}
         self.netting = netting or Netting()
         self.ids = ids or set()
+        self.feed = feed or []  # the change feed's outbox: crossings of these positions not yet sent
         self.version = version
         self.texts: dict[str, str] = {}
         self.stale: set[str] = set(self.positions)
@@ -117,14 +128,14 @@ class _Bucket:
         self.changed.clear()
         decisions, self.decisions = self.decisions, {}
         return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.positions), decisions,
-                           self.netting.to_json() if self.netting else None, self.ids)
+                           self.netting.to_json() if self.netting else None, self.ids, self._feed_json())
 
     def changes_json(self) -> str:
         """The record of the changes since the full record (cumulative: it replaces the last one)."""
         self._encode()
         decisions, self.decisions = self.decisions, {}
         return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.changed), decisions,
-                           self.netting.changes_json(), self.ids)
+                           self.netting.changes_json(), self.ids, self._feed_json())
 
     def apply_changes(self, value: dict[str, Any]) -> None:
         """Restore a record of changes on top of the full record it completes (same version)."""
@@ -136,6 +147,10 @@ class _Bucket:
         self.decisions.update(value.get("d") or {})
         self.netting.apply_changes(value["n"])
         self.ids.update(value.get("i") or ())
+        self.feed = outbox_from_wire(value.get("f"))  # written whole in every record
+
+    def _feed_json(self) -> str | None:
+        return outbox_json(self.feed) if self.feed else None
 
     def _encode(self) -> None:
         texts = self.texts
@@ -146,7 +161,7 @@ class _Bucket:
 
 class PartitionState:
     def __init__(self, partition: int, *, horizon_ms: int, dedupe_window_ms: int, window_ms: int = 300_000,
-                 grace_ms: int = 60_000, history: bool = False) -> None:
+                 grace_ms: int = 60_000, history: bool = False, feed: FeedRules | None = None) -> None:
         self.partition = partition
         # sku, location, entry (JSON) of every change applied since the last snapshots(), when history is
         # kept: flat, so that recording a line allocates no object the garbage collector tracks
@@ -155,6 +170,13 @@ class PartitionState:
         self._entry_base = ""  # and the base of its entries' ids
         self._entry_no = 0
         self._now_ms = 0
+        self.feed = feed or FeedRules()
+        # (sku, location) changed since the last drain → (on_hand - reserved - safety_stock then, the first
+        # cause, its bucket's address), and → the last cause (folded in from _dirty_positions per batch, not
+        # per line). Tuples of ints and strings: nothing the garbage collector keeps scanning
+        self._since: dict[tuple[str, str], tuple[int, str | None, tuple[str, int]]] = {}
+        self._last_cause: dict[tuple[str, str], str | None] = {}
+        self._feed_cause: str | None = None  # the event id behind the changes being made (the change feed's)
         self.window_ms = window_ms
         self.grace_ms = grace_ms
         self.event_clock_ms = 0  # the latest occurred_at applied: event time closes windows too
@@ -168,7 +190,8 @@ class PartitionState:
         self.generation = 0
         self._expiries: list[tuple[int, str]] = []
         self._dirty_buckets: set[tuple[str, int]] = set()
-        self._dirty_positions: dict[tuple[str, str], None] = {}
+        # changed since the last snapshots() → the id of the event behind its last change (None: none)
+        self._dirty_positions: dict[tuple[str, str], str | None] = {}
         self._dirty_holds: dict[str, None] = {}
         self._dropped_generations: list[int] = []
         self._decisions: list[Hold] = []
@@ -212,7 +235,8 @@ class PartitionState:
             self.buckets[address] = _Bucket(
                 {int(code): offset for code, offset in value["w"].items()},
                 {sku: position_from_wire(data) for sku, data in value["p"].items()},
-                value.get("d") or {}, netting, value.get("v", 0), set(value.get("i") or ()))
+                value.get("d") or {}, netting, value.get("v", 0), set(value.get("i") or ()),
+                outbox_from_wire(value.get("f")))
             changes = self._unplaced_changes.pop(address, None)
             if changes is not None:
                 self._load_changes(address, changes)
@@ -279,7 +303,7 @@ class PartitionState:
         if key in self.ids:
             return None
         self._applying = self._entry_base = key
-        self._entry_no, self._now_ms = 0, now_ms
+        self._entry_no, self._now_ms, self._feed_cause = 0, now_ms, event.event_id
         try:
             if isinstance(event, Reservation):
                 rejection = self._reservation(event, leg.location_id, source, now_ms)
@@ -292,7 +316,7 @@ class PartitionState:
             return rejection
         finally:
             self._seal_touched(source)
-            self._applying = None
+            self._applying = self._feed_cause = None
 
     def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
         """Every line of a leg, all or none (a count outside the horizon refuses the event). The hot path
@@ -405,10 +429,12 @@ class PartitionState:
                     expired, freed = rsv.finish(hold, rsv.EXPIRED, now_ms)
                     self._cause = Cause(None, "reservation", hold.expires_ms, None, reservation_id)
                     self._entry_base, self._entry_no, self._now_ms = f"expiry:{reservation_id}", 0, now_ms
+                    self._feed_cause = hold.event_id  # what the feed names as the cause of an expiry
                     self._unreserve(hold.location_id, freed, source, now_ms, "hold_expired")
                     self._put_hold(expired)
             self._close_windows(now_ms, source)
         finally:
+            self._feed_cause = None
             self._seal_touched(source)
         self._dropped_generations.extend(self.ids.expire(now_ms))
         if now_ms - self._last_gc_ms >= 60_000:
@@ -429,6 +455,23 @@ class PartitionState:
                     self._touched.add(address)
                 for pending in bucket.netting.windows():  # still pending: keep them indexed
                     self._open.setdefault(pending, set()).add(address)
+
+    def change_outbox(self) -> list[Change]:
+        """Every crossing not yet confirmed as sent (after a restart: to send again, unchanged)."""
+        return [change for bucket in self.buckets.values() for change in bucket.feed]
+
+    def confirm_changes(self, changes: Iterable[Change]) -> None:
+        """These crossings were delivered: drop them from the outboxes (the next flush rewrites their buckets)."""
+        ids: dict[tuple[str, int], set[str]] = {}
+        for change in changes:
+            ids.setdefault((change.location_id, bucket_of(change.sku)), set()).add(change.change_id)
+        for address, sent in ids.items():
+            bucket = self.buckets.get(address)
+            if bucket is not None and bucket.feed:
+                kept = [change for change in bucket.feed if change.change_id not in sent]
+                if len(kept) != len(bucket.feed):
+                    bucket.feed = kept
+                    self._dirty_buckets.add(address)
 
     def outbox(self) -> list[Posting]:
         """Every closed posting not yet confirmed as sent (after a restart: to send again, unchanged)."""
@@ -471,11 +514,15 @@ class PartitionState:
         bucket = self.buckets.get(address)
         if bucket is None:
             bucket = self.buckets[address] = _Bucket()
+        key = (sku, location_id)
+        if key not in self._since:  # the change feed: the position as of the last drain, and the first cause
+            prior = bucket.positions.get(sku, EMPTY)
+            self._since[key] = (prior.on_hand - prior.reserved - prior.safety_stock, self._feed_cause, address)
         bucket.positions[sku] = position
         bucket.stale.add(sku)
         bucket.changed.add(sku)
         self._touched.add(address)
-        self._dirty_positions[(sku, location_id)] = None
+        self._dirty_positions[key] = self._feed_cause
 
     def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position],
                 movement: str) -> None:
@@ -529,6 +576,7 @@ class PartitionState:
         cache, which the worker writes per batch, ahead of the changelog (snapshots are idempotent, and a
         replay after a crash writes them again)."""
         cache = [(sku, location_id, self.position(location_id, sku)) for sku, location_id in self._dirty_positions]
+        self._last_cause.update(self._dirty_positions)  # for the change feed (see _crossings)
         self._dirty_positions = {}
         return cache
 
@@ -553,6 +601,7 @@ class PartitionState:
         if not self.dirty:
             return None
         p = self.partition
+        changes = self._crossings(now_ms)
         records: list[tuple[str, str | None]] = []
         for address in sorted(self._dirty_buckets):
             bucket = self.buckets[address]
@@ -579,11 +628,34 @@ class PartitionState:
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}
         self._flushed_before, self._flushed_at = self._flushed_at, now_ms
         flush = Flush(records, (marker_key(p), record_json(marker)), self.snapshots(), self._decisions,
-                      self._postings, self.history())
+                      self._postings, changes, self.history())
         self._dirty_buckets, self._dirty_holds = set(), {}
         self._dropped_generations, self._decisions, self._postings = [], [], []
         self._inputs_moved = False
         return flush
+
+    def _crossings(self, now_ms: int) -> list[Change]:
+        """The change feed's crossings since the last drain, put in their buckets' outboxes (per changed
+        position, not per event: a burst within a flush is one crossing)."""
+        found: list[Change] = []
+        last_cause = self._last_cause
+        last_cause.update(self._dirty_positions)  # changed since the last snapshots()
+        levels = bool(self.feed.low_stock)
+        for key, (before, first, address) in self._since.items():
+            sku, location_id = key
+            bucket = self.buckets[address]
+            position = bucket.positions[sku]
+            # most changes cross nothing: with no low-stock level to watch, only going to 0 or leaving it counts
+            if not levels and (before > 0) == (position.on_hand - position.reserved - position.safety_stock > 0):
+                continue
+            changes = crossings(self.feed, sku, location_id, max(0, before), position, first,
+                                last_cause.get(key) or first, now_ms)
+            if changes:
+                bucket.feed.extend(changes)
+                self._dirty_buckets.add(address)
+                found.extend(changes)
+        self._since, self._last_cause = {}, {}
+        return found
 
 
 #: wall clocks step back a little; publishing a decision twice is harmless

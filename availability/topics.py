@@ -33,11 +33,13 @@ ROUTED: Final = "ats.routed"
 
 DEAD_LETTER: Final = "inventory.dead-letter"
 ERP_MOVEMENTS: Final = "erp.movements"
+#: the change feed (:mod:`availability.feed`): a record per crossing of a threshold, keyed by SKU
+AVAILABILITY: Final = "inventory.availability"
 
 #: Topics the worker consumes, in a fixed order: the index is the topic's code in watermarks.
 CONSUMED_TOPICS: Final[tuple[str, ...]] = (*INPUT_TOPICS, ROUTED)
 TOPIC_CODE: Final[dict[str, int]] = {topic: code for code, topic in enumerate(CONSUMED_TOPICS)}
-OUTPUT_TOPICS: Final[tuple[str, ...]] = (DEAD_LETTER, ERP_MOVEMENTS)
+OUTPUT_TOPICS: Final[tuple[str, ...]] = (DEAD_LETTER, ERP_MOVEMENTS, AVAILABILITY)
 
 #: Faust app id and table name: the changelog topic is ``{APP_ID}-{STATE_TABLE}-changelog``.
 APP_ID: Final = "ats"

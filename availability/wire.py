@@ -18,7 +18,8 @@ after recovery:
                                    input offsets now; ignored unless ``v`` matches (the full
                                    record is rewritten, and this one deleted, once the changes
                                    reach half the bucket: a flush writes what changed, not the
-                                   whole bucket)
+                                   whole bucket). Both carry the bucket's change feed outbox
+                                   (``f``) whole, when it holds anything
 ``h|{p}|{reservation_id}``         one hold
 ``d|{p}|{generation}``             the event ids first applied in one flush
 ``m|{p}``                          the flush marker: last generation, input offsets, when this
@@ -98,10 +99,10 @@ def _number(value: int | None) -> str:
 
 
 def bucket_json(version: int, watermarks: dict[int, int], positions: Iterable[str], decisions: dict[str, Any] | None,
-                netting: str | None, ids: set[str] | None = None) -> str:
+                netting: str | None, ids: set[str] | None = None, feed: str | None = None) -> str:
     """A bucket record (or the record of its changes) as JSON text: ``{"v": version, "w": watermarks,
-    "p": positions, "d"?: decisions, "n"?: netting, "i"?: event ids}``, from the kept members of ``p``
-    (:func:`position_entry_json`) and the netting's own JSON."""
+    "p": positions, "d"?: decisions, "n"?: netting, "i"?: event ids, "f"?: change feed outbox}``, from
+    the kept members of ``p`` (:func:`position_entry_json`) and the netting's and outbox's own JSON."""
     marks = ",".join([f'"{code}":{offset}' for code, offset in watermarks.items()])
     text = f'{{"v":{version},"w":{{{marks}}},"p":{{{",".join(positions)}}}'
     if decisions:
@@ -110,6 +111,8 @@ def bucket_json(version: int, watermarks: dict[int, int], positions: Iterable[st
         text += ',"n":' + netting
     if ids:
         text += ',"i":[' + ",".join(map(encode_basestring_ascii, sorted(ids))) + "]"
+    if feed is not None:
+        text += ',"f":' + feed
     return text + "}"
 
 

@@ -85,7 +85,9 @@ def _apply(payloads: list[bytes], *, history: bool) -> float:
 
 
 def _drain(state: PartitionState, now_ms: int) -> None:
-    state.drain(now_ms)
+    flush = state.drain(now_ms)
+    if flush is not None:
+        state.confirm_changes(flush.changes)  # as the worker does once it has sent them (the feed's outbox)
 
 if __name__ == "__main__":
     main()

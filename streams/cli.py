@@ -66,6 +66,13 @@ def worker() -> None:
     """Run one stream worker (Faust) against ATS_BROKER_URL and ATS_REDIS_URL."""
     settings = _settings()
     _require_urls(settings)
+    from availability.channels import ChannelsFileError, load_channels
+
+    try:
+        load_channels(settings.channels_file)  # the change feed's low-stock levels: fail now, in one line
+    except ChannelsFileError as exc:
+        click.echo(f"ats worker: {exc}", err=True)
+        sys.exit(2)
     _check_access(settings, "worker")
     from .worker import run_worker
 

@@ -26,7 +26,8 @@ applied to since the last one:
 6. **postings**: send the ERP postings the flush closed to ``erp.movements`` and wait for delivery,
    then confirm them to the state (the next flush rewrites their buckets without them). A posting is
    sent only once the changelog holds it in its bucket's outbox: what was sent can never be decided
-   differently by a replay;
+   differently by a replay; then, the same way, the **change feed**'s crossings the flush found, to
+   ``inventory.availability`` keyed by SKU (:mod:`availability.feed`);
 7. **ack** every input event the flush covers; Faust commits offsets only for what the flushed state
    covers.
 
@@ -41,8 +42,9 @@ gap that opens later is read from the log, see :mod:`streams.gate`, and so is th
 stops delivering short of its end). What the cache showed of batches
 not yet flushed is written again by the replay. The state records of a flush cut short carry the input
 offsets they include and the event ids they applied, so the replay neither loses nor doubles. Loading
-a partition first re-sends every posting still in an outbox (a crash between steps 4 and 6, or before
-a confirmation was written): the same ids with the same quantities, which the ERP takes idempotently;
+a partition first re-sends every posting and change record still in an outbox (a crash between steps 4
+and 6, or before a confirmation was written): the same ids with the same content, which the ERP and
+the feed's consumers take idempotently;
 and publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5
 stored them unpublished, and their replay is a duplicate that decides nothing).
 """
@@ -57,7 +59,7 @@ import socket
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
@@ -70,7 +72,9 @@ from redis.exceptions import NoScriptError
 
 import cacheclient
 from availability import topics, wire
+from availability.channels import ChannelViews, load_channels
 from availability.events import epoch_ms
+from availability.feed import Change, change_record, feed_rules
 from availability.model import Position
 from availability.netting import Posting
 from availability.reservations import Hold
@@ -104,7 +108,7 @@ BEHIND_CACHE_INTERVAL_SECONDS = 0.25
 HISTORY_SLACK = 10
 
 #: partition → ``(sku, location, entry as JSON)`` of the history entries to write (availability.history)
-History = dict[int, list[tuple[str, str, bytes]]]
+History = dict[int, Sequence[tuple[str, str, bytes]]]
 
 #: every position of KEYS gets its new history entries: ARGV is ``keep, ttl`` and then, per key, its
 #: entries (oldest first: the list is newest first) joined by newlines (JSON entries hold none); each list
@@ -134,9 +138,10 @@ TAIL_WAIT_SECONDS = 3.0
 
 class Engine:
     def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time,
-                 metrics: WorkerMetrics | None = None) -> None:
+                 metrics: WorkerMetrics | None = None, channels: ChannelViews | None = None) -> None:
         self.app = app
         self.settings = settings
+        self.feed = feed_rules(channels if channels is not None else load_channels(settings.channels_file))
         self.clock = clock
         self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -277,6 +282,7 @@ class Engine:
         await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
         for partition, flush in flushes.items():
             await self._post(states[partition], flush.postings)
+        await self._announce([(states[partition], flush.changes) for partition, flush in flushes.items()])
         return acked, flushes
 
     async def _read_log(self, tp: TP, start: int, end: int) -> list[Any] | None:
@@ -394,7 +400,7 @@ class Engine:
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
                                window_ms=self.settings.erp_window_seconds * 1000,
                                grace_ms=self.settings.erp_grace_seconds * 1000,
-                               history=self.settings.history_limit > 0)
+                               history=self.settings.history_limit > 0, feed=self.feed)
         records = 0
         for raw_key, raw_value in self.table.data.items():
             key = raw_key.decode()
@@ -417,6 +423,7 @@ class Engine:
         await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
         unsent = state.outbox()
         await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
+        await self._announce([(state, state.change_outbox())])  # the same for the change feed
         log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s; "
                  "inputs resume at %s", partition, records, sum(len(b.positions) for b in state.buckets.values()),
                  len(state.holds), len(unsent), time.monotonic() - started, state.inputs)
@@ -459,6 +466,17 @@ class Engine:
         await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
                                 orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
         state.confirm(postings)
+
+    async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]]) -> None:
+        """Send the partitions' change records to the feed, keyed by SKU (each partition's in its order), in
+        one go, and wait for delivery; then the states may forget them. Sent only once the changelog holds
+        them (see :meth:`_post`)."""
+        if not any(changes for _, changes in outboxes):
+            return
+        await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)), None)
+                                for _, changes in outboxes for change in changes), remember_keys=False)
+        for state, changes in outboxes:
+            state.confirm_changes(changes)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
                            fresh: list[int]) -> None:

@@ -123,6 +123,8 @@ class WorkerMetrics:
         for posting in flush.postings:
             totals.postings[posting.movement_type] += 1
             totals.posted_units[posting.movement_type] += abs(posting.qty)
+        for change in flush.changes:
+            totals.changes[change.kind] += 1
 
     def _positions(self, partition: int, changed: list[tuple[str, str, Position]]) -> None:
         negative = self.negative.setdefault(partition, set())
@@ -165,6 +167,7 @@ class WorkerMetrics:
         yield _counter(catalogue.WORKER_DEAD_LETTERS, _keyed(totals.dead_letters))
         yield _counter(catalogue.WORKER_HOLD_DECISIONS, _keyed(totals.holds))
         yield _counter(catalogue.WORKER_ERP_POSTINGS, _keyed(totals.postings))
+        yield _counter(catalogue.WORKER_FEED_CHANGES, _keyed(totals.changes))
         yield _counter(catalogue.WORKER_ERP_UNITS, _keyed(totals.posted_units))
         yield _counter(catalogue.WORKER_CACHE_WRITE_ERRORS, {(): float(totals.cache_write_errors)})
         lag = _gauge(catalogue.WORKER_CONSUMER_LAG)

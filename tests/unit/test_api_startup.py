@@ -1,4 +1,4 @@
-"""The API refuses to start on a bad channels file, naming the file and the problem."""
+"""The API and the worker refuse to start on a bad channels file, naming the file and the problem."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from api.app import ChannelsFileError, create_app
+from api.app import create_app
+from availability.channels import ChannelsFileError
 from availability.settings import load_settings
 
 
@@ -42,3 +43,17 @@ def test_the_command_exits_with_the_message(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert f"ATS_CHANNELS_FILE={path}" in out.stderr
     assert "not valid JSON" in out.stderr
+
+
+def test_the_worker_exits_with_the_message_too(tmp_path: Path) -> None:
+    """The worker reads the change feed's low-stock levels from the same file."""
+    path = tmp_path / "channels.json"
+    path.write_text('{"channels": {"ecom": {"low_stock": -1}}}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
+    env.update(ATS_BROKER_URL="kafka://127.0.0.1:1", ATS_REDIS_URL="redis://127.0.0.1:1",
+               ATS_CHANNELS_FILE=str(path))
+    out = subprocess.run([sys.executable, "-m", "streams", "worker"], env=env, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 2
+    assert f"ats worker: ATS_CHANNELS_FILE={path}" in out.stderr
+    assert "channels.ecom.low_stock" in out.stderr

@@ -190,16 +190,18 @@ def test_large_numbers_stay_integers(chart: Any) -> None:
     assert load_settings(env).max_body_bytes == 4_194_304
 
 
-def test_channels_become_a_mounted_file_the_api_reads(production: list[dict[str, Any]]) -> None:
+def test_channels_become_a_mounted_file_the_api_and_the_worker_read(production: list[dict[str, Any]]) -> None:
+    """The worker reads it too (the change feed's low-stock levels), and refuses to start without it."""
     env = one(production, "ConfigMap", f"{RELEASE}-config")["data"]
     path = Path(env["ATS_CHANNELS_FILE"])
     channels = one(production, "ConfigMap", f"{RELEASE}-channels")
     assert path.name in channels["data"]
-    api = one(production, "Deployment")["spec"]["template"]["spec"]
-    mount = next(m for m in api["containers"][0]["volumeMounts"] if m["name"] == "channels")
-    assert mount["mountPath"] == str(path.parent)
-    assert any(v["name"] == "channels" and v["configMap"]["name"] == channels["metadata"]["name"]
-               for v in api["volumes"])
+    for kind in ("Deployment", "StatefulSet"):
+        pod = one(production, kind)["spec"]["template"]["spec"]
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "channels")
+        assert mount["mountPath"] == str(path.parent)
+        assert any(v["name"] == "channels" and v["configMap"]["name"] == channels["metadata"]["name"]
+                   for v in pod["volumes"])
 
 
 def test_production_takes_credentials_from_an_existing_secret(production: list[dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import Metrics
 from availability import metrics as catalogue
 from availability import topics
+from availability.feed import Change
 from availability.model import Position
 from availability.netting import Posting
 from availability.opstats import BucketCounts, WorkerTotals, merge
@@ -203,3 +204,15 @@ def test_merge_adds_lateness_buckets_and_takes_snapshots_without_them() -> None:
     older = {key: value for key, value in snapshots[1].items() if key != "lateness"}  # a worker before this field
     assert merge(snapshots)["lateness"] == {"le": [60.0], "counts": [1, 1], "sum": 7_205.0}
     assert merge([snapshots[0], older])["lateness"] == {"le": [60.0], "counts": [1, 0], "sum": 5.0}
+
+
+def test_change_feed_records_are_counted_by_kind(worker: WorkerMetrics) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(worker)  # type: ignore[arg-type]
+    out = Change("c1", "A", "S-1", None, "out_of_stock", 0, 4, 1, 0, 0, ("e1",))
+    low = out._replace(change_id="c2", channel="ecom", kind="low_stock", threshold=3)
+    worker.batch([], [], {0: Flush([], ("m|0", {}), [], [], [], [out, low]), 1: Flush([], ("m|1", {}), [], [], [],
+                                                                                    [out._replace(change_id="c3")])},
+                 {}, 0.01)
+    samples = {s.labels["kind"]: s.value for s in scraped(registry)["ats_worker_feed_changes"].samples}
+    assert samples == {"out_of_stock": 2.0, "low_stock": 1.0}
