@@ -60,16 +60,19 @@ def record(entry_id: str, cause: Cause, movement: str, applied_ms: int, before: 
     run four times as often over the whole state, and cost more than building them (domain benchmark:
     history took a third of the throughput that way)."""
     on_hand, reserved, in_transit, damaged, safety_stock = after[:5]
-    extra: dict[str, Any] = {}
+    extra = _NOTHING_ELSE
     if cause.reservation_id is not None:
-        extra["r"] = cause.reservation_id
+        extra = {"r": cause.reservation_id}
     if on_hand == before.on_hand and movement != "count" and before.count_ms is not None \
             and cause.occurred_ms <= before.count_ms:
-        extra["c"] = before.count_id  # a late movement the latest count already included
-    return orjson.dumps([entry_id, cause.event_id, cause.type, movement, cause.occurred_ms, applied_ms, cause.source,
-                         [on_hand - before.on_hand, reserved - before.reserved, in_transit - before.in_transit,
-                          damaged - before.damaged, safety_stock - before.safety_stock],
-                         [on_hand, reserved, in_transit, damaged, safety_stock], extra])
+        extra = {**extra, "c": before.count_id}  # a late movement the latest count already included
+    return orjson.dumps((entry_id, cause.event_id, cause.type, movement, cause.occurred_ms, applied_ms, cause.source,
+                         (on_hand - before.on_hand, reserved - before.reserved, in_transit - before.in_transit,
+                          damaged - before.damaged, safety_stock - before.safety_stock),
+                         after[:5], extra))
+
+
+_NOTHING_ELSE: dict[str, Any] = {}  # an entry's ``extra`` when it has none (encoded, never changed)
 
 
 def present(wire_entries: Iterable[Sequence[Any]], *, since_ms: int,

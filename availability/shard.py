@@ -36,7 +36,7 @@ The caller (the worker) writes the records in that order, the marker last.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from . import reservations as rsv
@@ -81,7 +81,7 @@ class Flush(NamedTuple):
     decisions: list[Hold]  # to publish only once ``records`` and ``marker`` are written
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
     changes: Sequence[Change] = ()  # crossings since the last drain: send only once ``records`` are written
-    history: Sequence[tuple[str, str, bytes]] = ()  # (sku, location, entry) since the last drain: write first
+    history: Mapping[tuple[str, str], list[bytes]] = {}  # (sku, location) → entries since the last drain: write first
 
 
 class _Bucket:
@@ -163,9 +163,8 @@ class PartitionState:
     def __init__(self, partition: int, *, horizon_ms: int, dedupe_window_ms: int, window_ms: int = 300_000,
                  grace_ms: int = 60_000, history: bool = False, feed: FeedRules | None = None) -> None:
         self.partition = partition
-        # sku, location, entry (JSON) of every change applied since the last snapshots(), when history is
-        # kept: flat, so that recording a line allocates no object the garbage collector tracks
-        self._history: list[str | bytes] | None = [] if history else None
+        # (sku, location) → its history entries (JSON) applied since the last drain, when history is kept
+        self._history: dict[tuple[str, str], list[bytes]] | None = {} if history else None
         self._cause: Cause | None = None  # what the change being applied comes from (history)
         self._entry_base = ""  # and the base of its entries' ids
         self._entry_no = 0
@@ -349,9 +348,15 @@ class PartitionState:
         if recorded:  # _record, unrolled: this runs for every line
             cause = self._cause = Cause(event_id, event.type, at, event.source)
             base, number, now_ms = self._entry_base, self._entry_no, self._now_ms
-            keep = self._history.extend  # type: ignore[union-attr]  # recorded: history is kept
+            kept = self._history
+            assert kept is not None  # recorded: history is kept
             for sku, operation, before, after in recorded:
-                keep((sku, location_id, history_entry(f"{base}#{number}", cause, operation, now_ms, before, after)))
+                entry = history_entry(f"{base}#{number}", cause, operation, now_ms, before, after)
+                entries = kept.get((sku, location_id))
+                if entries is None:
+                    kept[(sku, location_id)] = [entry]
+                else:
+                    entries.append(entry)
                 number += 1
             self._entry_no = number
         if not movements:
@@ -542,8 +547,9 @@ class PartitionState:
         is the same whenever the same event is applied again."""
         if self._history is None or self._cause is None:
             return
-        self._history.extend((sku, location_id, history_entry(f"{self._entry_base}#{self._entry_no}", self._cause,
-                                                              movement, self._now_ms, before, after)))
+        entry_id = f"{self._entry_base}#{self._entry_no}"
+        entry = history_entry(entry_id, self._cause, movement, self._now_ms, before, after)
+        self._history.setdefault((sku, location_id), []).append(entry)
         self._entry_no += 1
 
     def _put_hold(self, hold: Hold) -> None:
@@ -580,14 +586,14 @@ class PartitionState:
         self._dirty_positions = {}
         return cache
 
-    def history(self) -> list[tuple[str, str, bytes]]:
-        """``(sku, location, entry)`` of every change applied since the last call (or drain), in the order
+    def history(self) -> dict[tuple[str, str], list[bytes]]:
+        """``(sku, location)`` → its history entries applied since the last call (or drain), in the order
         applied, in the form the cache keeps (:func:`availability.history.record`); :meth:`drain` takes
         them into the flush (the worker writes them before the flush's records)."""
         if not self._history:
-            return []
-        flat, self._history = iter(self._history), []
-        return list(zip(flat, flat, flat, strict=True))  # type: ignore[arg-type]
+            return {}
+        entries, self._history = self._history, {}
+        return entries
 
     def recent_decisions(self) -> list[Hold]:
         """Holds decided since the flush before the last stored one (after a restart): a crash between the

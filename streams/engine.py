@@ -59,7 +59,7 @@ import socket
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -107,8 +107,8 @@ BEHIND_CACHE_INTERVAL_SECONDS = 0.25
 #: copies events applied again after a crash leave (the API shows one)
 HISTORY_SLACK = 10
 
-#: partition → ``(sku, location, entry as JSON)`` of the history entries to write (availability.history)
-History = dict[int, Sequence[tuple[str, str, bytes]]]
+#: partition → (sku, location) → the history entries (JSON) to write, in the order applied (availability.history)
+History = dict[int, Mapping[tuple[str, str], list[bytes]]]
 
 #: every position of KEYS gets its new history entries: ARGV is ``keep, ttl`` and then, per key, its
 #: entries (oldest first: the list is newest first) joined by newlines (JSON entries hold none); each list
@@ -530,10 +530,7 @@ class Engine:
             return
         kept = self.settings.history_limit + HISTORY_SLACK
         calls: list[tuple[list[str], list[Any]]] = []
-        for partition, entries in history.items():
-            by_position: dict[tuple[str, str], list[bytes]] = defaultdict(list)
-            for sku, location_id, entry in entries:
-                by_position[(sku, location_id)].append(entry)
+        for partition, by_position in history.items():
             positions = list(by_position.items())
             for start in range(0, len(positions), HISTORY_CALL_KEYS):
                 chunk = positions[start:start + HISTORY_CALL_KEYS]

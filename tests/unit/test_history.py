@@ -29,10 +29,8 @@ def kept_shard() -> Shard:
 def entries(shard: Shard) -> dict[tuple[str, str], list[list[Any]]]:
     """Each position's entries recorded since the last call, as the cache keeps them (newest first,
     through JSON)."""
-    lists: dict[tuple[str, str], list[list[Any]]] = {}
-    for sku, location_id, entry in shard.state.history():
-        lists.setdefault((sku, location_id), []).insert(0, orjson.loads(entry))
-    return lists
+    return {position: [orjson.loads(entry) for entry in reversed(pushed)]
+            for position, pushed in shard.state.history().items()}
 
 
 def items(wire: list[list[Any]]) -> list[dict[str, Any]]:
@@ -111,7 +109,7 @@ def test_a_duplicate_records_nothing() -> None:
 def test_no_history_is_recorded_unless_asked() -> None:
     shard = Shard()
     shard.send(receipt(S, (SKU, 5)))
-    assert shard.state.history() == []
+    assert shard.state.history() == {}
 
 
 def test_the_horizon_drops_older_entries() -> None:
