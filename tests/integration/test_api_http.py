@@ -240,7 +240,7 @@ async def test_broker_down_is_503_with_retry_after(settings: Settings) -> None:
         started = time.monotonic()
         response = await client.post("/v1/events", json=receipt(ref("S"), ("SKU-1", 1)), headers=bearer(INGESTER))
         assert_problem(response, await response.json(), 503)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 2.0  # not the producer's 10 s
         assert response.headers["Retry-After"] == "2"
 
 
