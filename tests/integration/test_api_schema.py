@@ -85,7 +85,7 @@ CROSS_FIELD_RULES = {("POST", "/v1/events"), ("POST", "/v1/reservations"), ("PUT
                      # a selection is needed, a correction goes with one id, a cursor is one the API gave out
                      ("POST", "/v1/deadletters/redrive"),
                      # since has a grammar (RFC 3339 or 15m) and a cursor is opaque: a string may be a 422
-                     ("GET", "/v1/deadletters")}
+                     ("GET", "/v1/deadletters"), ("GET", "/v1/positions/{sku}/{location_id}/history")}
 #: ``/v1/availability/{sku}`` also matches the SKU named "query": GET there is that SKU's answer, so
 #: ``Allow`` on ``/v1/availability/query`` rightly lists GET beside the documented POST (likewise
 #: ``/v1/deadletters/{id}`` and ``/v1/deadletters/redrive``).
