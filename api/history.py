@@ -41,7 +41,7 @@ async def position_history(request: web.Request) -> web.Response:
         raise unavailable("the availability cache") from None
     now_ms = int(request.app[CLOCK]() * 1000)
     since_ms = now_ms - request.app[SETTINGS].history_horizon_seconds * 1000
-    entries = history.present((orjson.loads(entry) for entry in raw), since_ms=since_ms, rfc3339=rfc3339)
+    entries = history.present((orjson.loads(entry) for entry in raw), since_ms=since_ms)
     try:
         page = history.page(entries, limit=limit, cursor=cursor)
     except history.BadCursor as exc:

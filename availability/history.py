@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .model import Position
+from .wire import rfc3339
 
 #: the quantities an entry's effect and result name, in wire order
 QUANTITIES = ("on_hand", "reserved", "in_transit", "damaged", "safety_stock")
@@ -75,11 +76,10 @@ def record(entry_id: str, cause: Cause, movement: str, applied_ms: int, before: 
 _NOTHING_ELSE: dict[str, Any] = {}  # an entry's ``extra`` when it has none (encoded, never changed)
 
 
-def present(wire_entries: Iterable[Sequence[Any]], *, since_ms: int,
-            rfc3339: Any) -> list[tuple[int, dict[str, Any]]]:
+def present(wire_entries: Iterable[Sequence[Any]], *, since_ms: int) -> list[tuple[int, dict[str, Any]]]:
     """``(applied_ms, item)``: the API's form of a position's kept entries (newest first, as kept), a
     second copy of an entry dropped, entries applied before ``since_ms`` (the horizon) dropped, counts
-    given the late movements they absorbed. ``rfc3339`` formats epoch milliseconds."""
+    given the late movements they absorbed."""
     seen: set[str] = set()
     kept: list[Sequence[Any]] = []
     for wire in wire_entries:
@@ -91,10 +91,10 @@ def present(wire_entries: Iterable[Sequence[Any]], *, since_ms: int,
     for wire in kept:
         if (count_id := wire[9].get("c")) is not None:
             absorbed.setdefault(count_id, []).append(wire[1])
-    return [(wire[5], _item(wire, absorbed, rfc3339)) for wire in kept]
+    return [(wire[5], _item(wire, absorbed)) for wire in kept]
 
 
-def _item(wire: Sequence[Any], absorbed: dict[str, list[str]], rfc3339: Any) -> dict[str, Any]:
+def _item(wire: Sequence[Any], absorbed: dict[str, list[str]]) -> dict[str, Any]:
     entry_id, event_id, kind, movement, occurred_ms, applied_ms, source, effect, after, extra = wire
     on_hand, reserved, _, _, safety_stock = after
     item: dict[str, Any] = {

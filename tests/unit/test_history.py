@@ -34,7 +34,7 @@ def entries(shard: Shard) -> dict[tuple[str, str], list[list[Any]]]:
 
 
 def items(wire: list[list[Any]]) -> list[dict[str, Any]]:
-    return [item for _, item in present(wire, since_ms=0, rfc3339=rfc3339)]
+    return [item for _, item in present(wire, since_ms=0)]
 
 
 def test_a_store_day_reads_back_with_every_effect() -> None:
@@ -117,7 +117,7 @@ def test_the_horizon_drops_older_entries() -> None:
     shard.send(receipt(S, (SKU, 5)), now_ms=NOW)
     shard.send(sale(S, (SKU, 1)), now_ms=NOW + 10 * MIN)
     wire = entries(shard)[(SKU, S)]
-    assert [i["movement"] for _, i in present(wire, since_ms=NOW + MIN, rfc3339=rfc3339)] == ["sale"]
+    assert [i["movement"] for _, i in present(wire, since_ms=NOW + MIN)] == ["sale"]
 
 
 def test_pages_follow_the_cursor_even_when_newer_entries_arrive() -> None:
@@ -125,11 +125,11 @@ def test_pages_follow_the_cursor_even_when_newer_entries_arrive() -> None:
     for n in range(7):
         shard.send(receipt(S, (SKU, 1), event_id=f"r{n}"), now_ms=NOW + n)
     wire = entries(shard)[(SKU, S)]
-    shown = present(wire, since_ms=0, rfc3339=rfc3339)
+    shown = present(wire, since_ms=0)
     first = history.page(shown, limit=3, cursor=None)
     assert [i["event_id"] for i in first.items] == ["r6", "r5", "r4"]
     shard.send(receipt(S, (SKU, 1), event_id="r7"), now_ms=NOW + 7)
-    newer = present(entries(shard)[(SKU, S)] + wire, since_ms=0, rfc3339=rfc3339)
+    newer = present(entries(shard)[(SKU, S)] + wire, since_ms=0)
     second = history.page(newer, limit=3, cursor=first.cursor)
     assert [i["event_id"] for i in second.items] == ["r3", "r2", "r1"]
     last = history.page(newer, limit=3, cursor=second.cursor)
