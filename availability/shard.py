@@ -467,10 +467,8 @@ class PartitionState:
 
     def confirm_changes(self, changes: Iterable[Change]) -> None:
         """These crossings were delivered: drop them from the outboxes (the next flush rewrites their buckets)."""
-        ids: dict[tuple[str, int], set[str]] = {}
-        for change in changes:
-            ids.setdefault((change.location_id, bucket_of(change.sku)), set()).add(change.change_id)
-        for address, sent in ids.items():
+        sent_ids = ((change.location_id, change.sku, change.change_id) for change in changes)
+        for address, sent in _by_bucket(sent_ids).items():
             bucket = self.buckets.get(address)
             if bucket is not None and bucket.feed:
                 kept = [change for change in bucket.feed if change.change_id not in sent]
@@ -484,10 +482,8 @@ class PartitionState:
 
     def confirm(self, postings: Iterable[Posting]) -> None:
         """These postings were delivered: drop them from the outboxes (the next flush rewrites their buckets)."""
-        ids: dict[tuple[str, int], set[str]] = {}
-        for posting in postings:
-            ids.setdefault((posting.location_id, bucket_of(posting.sku)), set()).add(posting.posting_id)
-        for address, sent in ids.items():
+        sent_ids = ((posting.location_id, posting.sku, posting.posting_id) for posting in postings)
+        for address, sent in _by_bucket(sent_ids).items():
             bucket = self.buckets.get(address)
             if bucket is not None and bucket.netting.confirm(sent):
                 self._dirty_buckets.add(address)
@@ -666,6 +662,14 @@ class PartitionState:
 
 #: wall clocks step back a little; publishing a decision twice is harmless
 _CLOCK_SLACK_MS = 5_000
+
+
+def _by_bucket(sent: Iterable[tuple[str, str, str]]) -> dict[tuple[str, int], set[str]]:
+    """``(location, sku, id)`` of delivered outputs → the ids per bucket address whose outbox held them."""
+    ids: dict[tuple[str, int], set[str]] = {}
+    for location_id, sku, output_id in sent:
+        ids.setdefault((location_id, bucket_of(sku)), set()).add(output_id)
+    return ids
 
 
 def _after(origin: tuple[int, int], source: Source) -> bool:
