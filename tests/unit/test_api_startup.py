@@ -32,14 +32,19 @@ def test_a_good_file_is_loaded(tmp_path: Path) -> None:
     assert app is not None
 
 
-def test_the_command_exits_with_the_message(tmp_path: Path) -> None:
-    path = tmp_path / "channels.json"
-    path.write_text("{oops")
+def start_with_channels(path: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <command>`` with ``path`` as its channels file and nothing else of the caller's ATS_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
     env.update(ATS_BROKER_URL="kafka://127.0.0.1:1", ATS_REDIS_URL="redis://127.0.0.1:1",
                ATS_CHANNELS_FILE=str(path))
-    out = subprocess.run([sys.executable, "-m", "api"], env=env, capture_output=True, text=True, timeout=60,
-                         check=False)
+    return subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_the_command_exits_with_the_message(tmp_path: Path) -> None:
+    path = tmp_path / "channels.json"
+    path.write_text("{oops")
+    out = start_with_channels(path, "api")
     assert out.returncode == 2
     assert f"ATS_CHANNELS_FILE={path}" in out.stderr
     assert "not valid JSON" in out.stderr
@@ -49,11 +54,7 @@ def test_the_worker_exits_with_the_message_too(tmp_path: Path) -> None:
     """The worker reads the change feed's low-stock levels from the same file."""
     path = tmp_path / "channels.json"
     path.write_text('{"channels": {"ecom": {"low_stock": -1}}}')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
-    env.update(ATS_BROKER_URL="kafka://127.0.0.1:1", ATS_REDIS_URL="redis://127.0.0.1:1",
-               ATS_CHANNELS_FILE=str(path))
-    out = subprocess.run([sys.executable, "-m", "streams", "worker"], env=env, capture_output=True, text=True,
-                         timeout=60, check=False)
+    out = start_with_channels(path, "streams", "worker")
     assert out.returncode == 2
     assert f"ats worker: ATS_CHANNELS_FILE={path}" in out.stderr
     assert "channels.ecom.low_stock" in out.stderr
