@@ -140,6 +140,14 @@ def cache_value(position: Position) -> list[int]:
             position.safety_stock, position.updated_ms]
 
 
+def cache_field(position: Position) -> bytes:
+    """:func:`cache_value` as the bytes of its hash field, the same bytes ``orjson.dumps`` gives. Not
+    ``orjson.dumps`` itself: its small ``bytes`` keeps a 4,097-byte allocation behind it, and a batch or a
+    partition load holds one per changed position until the pipeline is sent (100k positions: ~400 MiB)."""
+    p = position
+    return f"[{p.on_hand},{p.reserved},{p.in_transit},{p.damaged},{p.safety_stock},{p.updated_ms}]".encode()
+
+
 def rfc3339(epoch_ms: int) -> str:
     """``2026-11-27T10:00:00.123Z``. Every answer carries a time per location: the part down to the second
     is remembered (an answer's positions were mostly updated in the same seconds), the milliseconds added."""

@@ -490,7 +490,7 @@ class Engine:
         by_location: dict[str, dict[str, int]] = defaultdict(dict)  # the lowest-ATS index of each location
         for changed in snapshots.values():
             for sku, location_id, position in changed:
-                by_sku[sku][location_id] = orjson.dumps(wire.cache_value(position))
+                by_sku[sku][location_id] = wire.cache_field(position)
                 by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
         pipe = self.cache.pipeline(transaction=False)
         for sku, fields in by_sku.items():

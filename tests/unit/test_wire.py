@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from availability.model import Position
 from availability.netting import Netting
 from availability.shard import PartitionState
-from availability.wire import bucket_json, bucket_of, position_entry_json, position_to_wire
+from availability.wire import bucket_json, bucket_of, cache_field, cache_value, position_entry_json, position_to_wire
 
 from .test_netting import netted_shard, restore_netted
 from .test_shard import NOW, drained, receipt, run, sale, steps, table_after
@@ -27,6 +27,11 @@ positions = st.builds(Position, ints, ints, ints, ints, ints, ints, st.none() | 
 @given(sku=texts, position=positions)
 def test_a_position_entry_is_the_json_of_its_wire_form(sku: str, position: Position) -> None:
     assert orjson.loads("{" + position_entry_json(sku, position) + "}") == {sku: position_to_wire(position)}
+
+
+@given(position=positions)
+def test_a_cache_field_is_the_json_of_its_cache_value(position: Position) -> None:
+    assert cache_field(position) == orjson.dumps(cache_value(position))
 
 
 @given(adds=st.lists(st.tuples(st.sampled_from(["A", "B\u00e9", 'C"']), st.sampled_from(["sale", "receipt"]),
