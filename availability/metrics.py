@@ -101,6 +101,11 @@ WORKER_FEED_CHANGES: Final = Metric(
     ("kind",))
 WORKER_CACHE_WRITE_ERRORS: Final = Metric(
     "ats_worker_cache_write_errors", "counter", "cache (Redis) snapshot writes that failed", "worker")
+WORKER_ERROR_LOGS: Final = Metric(
+    "ats_worker_error_logs", "counter", "records the worker logged at ERROR or above (a soak expects none)",
+    "worker")
+WORKER_RSS: Final = Metric(
+    "ats_worker_resident_memory_bytes", "gauge", "the worker process's resident memory (RSS)", "worker")
 WORKER_CACHE_WRITE_DURATION: Final = Metric(
     "ats_worker_cache_write_duration_seconds", "histogram",
     "one pipelined cache write of a batch (positions, location index, decisions)", "worker",
@@ -153,7 +158,7 @@ CATALOGUE: Final[tuple[Metric, ...]] = (
     WORKER_HOLD_DECISIONS, WORKER_RESERVED_ABOVE_ON_HAND, WORKER_NEGATIVE_ON_HAND, WORKER_POSITIONS,
     WORKER_LATENESS, WORKER_SILENT_LOCATIONS,
     WORKER_ERP_POSTINGS, WORKER_ERP_UNITS, WORKER_FEED_CHANGES, WORKER_CACHE_WRITE_ERRORS, WORKER_CACHE_WRITE_DURATION,
-    WORKER_BATCH_DURATION, WORKER_BATCH_SIZE,
+    WORKER_BATCH_DURATION, WORKER_BATCH_SIZE, WORKER_ERROR_LOGS, WORKER_RSS,
     API_REQUESTS, API_LATENCY, API_CACHE_ERRORS, API_ANSWERS, API_BROKER_ERRORS, API_RESERVATIONS, API_INGESTED,
     API_INGEST_REJECTED, ERP_DRIFT_POSITIONS, ERP_DRIFT_UNITS, ERP_DRIFT_CHECKED,
 )

@@ -56,11 +56,12 @@ class WorkerTotals:
         self.posted_units: Counter[str] = Counter()  # movement type → Σ |qty|
         self.changes: Counter[str] = Counter()  # change feed kind → records
         self.cache_write_errors = 0
+        self.error_logs = 0  # records the process logged at ERROR or above
         self.freshness = BucketCounts(freshness_bounds)
         self.lateness = BucketCounts(lateness_bounds)  # arrival - business time per input event (silent stores)
 
     def snapshot(self, *, worker: str, at: float, partitions: Iterable[int], lag: Mapping[str, int],
-                 negative_on_hand: int, reserved_above_on_hand: int) -> dict[str, Any]:
+                 negative_on_hand: int, reserved_above_on_hand: int, rss_bytes: int | None = None) -> dict[str, Any]:
         events: dict[str, dict[str, int]] = {}
         for (kind, result), count in sorted(self.events.items()):
             events.setdefault(kind, {})[result] = count
@@ -68,7 +69,8 @@ class WorkerTotals:
                 "dead_letters": dict(self.dead_letters), "holds": dict(self.holds),
                 "postings": dict(self.postings), "cache_write_errors": self.cache_write_errors,
                 "freshness": self.freshness.to_wire(), "lateness": self.lateness.to_wire(),
-                "positions": {"negative_on_hand": negative_on_hand, "reserved_above_on_hand": reserved_above_on_hand}}
+                "positions": {"negative_on_hand": negative_on_hand, "reserved_above_on_hand": reserved_above_on_hand},
+                "process": {"rss_bytes": rss_bytes, "error_logs": self.error_logs}}
 
 
 def merge(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -83,7 +85,8 @@ def merge(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     freshness: dict[str, Any] | None = None
     lateness: dict[str, Any] | None = None
     for snap in snapshots:
-        workers.append({"worker": snap["worker"], "at": snap["at"], "partitions": snap["partitions"]})
+        workers.append({"worker": snap["worker"], "at": snap["at"], "partitions": snap["partitions"],
+                        **snap.get("process", {})})  # not from a worker of an older version
         for kind, results in snap["events"].items():
             events.setdefault(kind, Counter()).update(results)
         for name, counter in sums.items():

@@ -11,6 +11,7 @@ turned into Prometheus families only when scraped; names, types and help come fr
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -158,7 +159,8 @@ class WorkerMetrics:
         lag = {f"{topic}/{partition}": behind for (topic, partition), behind in sorted(self._lags().items())}
         worker = self.engine.worker_id if self.engine is not None else "unattached"
         return self.totals.snapshot(worker=worker, at=self.clock(), partitions=self._owned(), lag=lag,
-                                    negative_on_hand=negative, reserved_above_on_hand=at_risk)
+                                    negative_on_hand=negative, reserved_above_on_hand=at_risk,
+                                    rss_bytes=resident_bytes())
 
     def collect(self) -> Iterator[Metric]:
         """The Prometheus families, built at scrape time from the running totals."""
@@ -170,6 +172,7 @@ class WorkerMetrics:
         yield _counter(catalogue.WORKER_FEED_CHANGES, _keyed(totals.changes))
         yield _counter(catalogue.WORKER_ERP_UNITS, _keyed(totals.posted_units))
         yield _counter(catalogue.WORKER_CACHE_WRITE_ERRORS, {(): float(totals.cache_write_errors)})
+        yield _counter(catalogue.WORKER_ERROR_LOGS, {(): float(totals.error_logs)})
         lag = _gauge(catalogue.WORKER_CONSUMER_LAG)
         for (topic, partition), behind in sorted(self._lags().items()):
             lag.add_metric([topic, str(partition)], behind)
@@ -180,6 +183,7 @@ class WorkerMetrics:
         positions = sum(len(bucket.positions) for state in states.values() for bucket in state.buckets.values())
         silent = self.engine.clocks.silent(int(self.clock() * 1000), owned) if self.engine is not None else 0
         for metric, value in ((catalogue.WORKER_PARTITIONS, len(owned)), (catalogue.WORKER_NEGATIVE_ON_HAND, negative),
+                              (catalogue.WORKER_RSS, resident_bytes() or 0),
                               (catalogue.WORKER_RESERVED_ABOVE_ON_HAND, at_risk),
                               (catalogue.WORKER_POSITIONS, positions), (catalogue.WORKER_SILENT_LOCATIONS, silent)):
             gauge = _gauge(metric)
@@ -191,6 +195,11 @@ class WorkerMetrics:
                                (catalogue.WORKER_BATCH_SIZE, self.batch_size),
                                (catalogue.WORKER_LATENESS, self.lateness)):
             yield _histogram(metric, counts)
+
+    def count_errors(self, logger: logging.Logger) -> None:
+        """Count every record ``logger`` (the root logger: all of them) sees at ERROR or above, for
+        ``ats_worker_error_logs_total`` and the published snapshot (a soak checks there were none)."""
+        logger.addHandler(_ErrorCounter(self.totals))
 
     # ---- serving ---------------------------------------------------------------------------------
     def attach(self, app: faust.App, engine: Engine) -> None:
@@ -263,3 +272,24 @@ def _histogram(metric: catalogue.Metric, counts: BucketCounts) -> HistogramMetri
     buckets = [("+Inf" if bound == float("inf") else repr(bound), float(n)) for bound, n in counts.cumulative()]
     family.add_metric([], buckets, counts.total)
     return family
+
+
+class _ErrorCounter(logging.Handler):
+    def __init__(self, totals: WorkerTotals) -> None:
+        super().__init__(logging.ERROR)
+        self.totals = totals
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.totals.error_logs += 1
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (RSS) now, from ``/proc/self/statm``; None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except (OSError, IndexError, ValueError):
+        return None

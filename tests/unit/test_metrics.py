@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -216,3 +217,21 @@ def test_change_feed_records_are_counted_by_kind(worker: WorkerMetrics) -> None:
                  {}, 0.01)
     samples = {s.labels["kind"]: s.value for s in scraped(registry)["ats_worker_feed_changes"].samples}
     assert samples == {"out_of_stock": 2.0, "low_stock": 1.0}
+
+
+def test_records_logged_at_error_are_counted_and_the_snapshot_says_the_rss(worker: WorkerMetrics) -> None:
+    logger = logging.getLogger("test.counted")
+    logger.propagate = False
+    worker.count_errors(logger)
+    logger.warning("not counted")
+    logger.error("one")
+    logger.critical("two")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(worker)  # type: ignore[arg-type]
+    families = scraped(registry)
+    assert [s.value for s in families["ats_worker_error_logs"].samples] == [2.0]
+    assert next(s.value for s in families["ats_worker_resident_memory_bytes"].samples) > 10 * 2**20
+    process = worker.snapshot()["process"]
+    assert process["error_logs"] == 2
+    assert process["rss_bytes"] > 10 * 2**20
+    assert merge([worker.snapshot()])["workers"][0]["error_logs"] == 2
