@@ -58,6 +58,8 @@ class Metrics:
         self.messages = 0
         self.lag: list[tuple[float, int]] = []  # (run time, records produced and not committed by the engine)
         self.heartbeat_lag: list[tuple[float, int]] = []  # (run time, Σ lag the workers' heartbeats report)
+        #: per worker (its stats key): (run time, RSS MiB, error log records so far)
+        self.workers: dict[str, list[tuple[float, float | None, int]]] = defaultdict(list)
 
     def produced(self, at: float, lines: int) -> None:
         second = self.seconds[int(at)]
@@ -90,6 +92,10 @@ class Metrics:
     def lagged(self, at: float, records: int) -> None:
         self.lag.append((round(at, 2), records))
         self.seconds[int(at)].lag = records
+
+    def worker(self, at: float, worker: str, rss_bytes: int | None, error_logs: int) -> None:
+        self.workers[worker].append((round(at, 2), None if rss_bytes is None else round(rss_bytes / 2**20, 1),
+                                     error_logs))
 
     def series(self, until: float, target: Callable[[float], float]) -> list[dict[str, Any]]:
         """One row per second, from 0 to ``until``; ``target``: lines/s the profile asks for at a run time."""

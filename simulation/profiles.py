@@ -132,4 +132,14 @@ SMOKE = replace(
     offline_share=0.25, flash_skus=2, flash_stock=6, expiring_ttl_s=3, probe_interval_s=0.25,
 )
 
-PROFILES: dict[str, Profile] = {profile.name: profile for profile in (BLACK_FRIDAY, SMOKE)}
+#: ten minutes of a steady trading day at a rate one worker holds on a shared 2-core machine, with the
+#: whole event mix and a flash sale: the soak (`make soak`) judges memory, lag and error logs over it
+#: (:mod:`simulation.health`). A smaller catalogue than black-friday's, so the positions are all known
+#: by the second half and what grows after that is what the engine keeps, not what the day adds.
+SOAK = replace(
+    BLACK_FRIDAY, name="soak", stores=50, dcs=2, skus=2_000, store_assortment=400, lines_per_s=1_500,
+    ramp_from=1.0, ramp_until=0.0, spikes=(Spike(0.6, 0.05, 2.0),), read_rps=100, holds_per_s=20,
+    duration_s=600, flash_stock=200,
+)
+
+PROFILES: dict[str, Profile] = {profile.name: profile for profile in (BLACK_FRIDAY, SMOKE, SOAK)}

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import health
 from .metrics import summary
 
-CHARTS = ("rates.png", "latency.png", "lag.png")
+CHARTS = ("rates.png", "latency.png", "lag.png", "memory.png")
 
 
 def build(run: Any, checked: dict[str, Any], *, seed: int, stack: str) -> dict[str, Any]:
@@ -66,8 +67,11 @@ def build(run: Any, checked: dict[str, Any], *, seed: int, stack: str) -> dict[s
         "series": metrics.series(max(load_s, applied_s or 0), lambda t: (
             day.profile.lines_per_s * day.profile.rate(t / day.profile.duration_s)
             if t < day.profile.duration_s else 0.0)),
+        "health": health.judge(load_s=load_s, messages=metrics.messages, drained=drain["drained"],
+                               lag=metrics.lag, workers=metrics.workers),
         "lag_series": metrics.lag,
         "heartbeat_lag_series": metrics.heartbeat_lag,
+        "worker_series": dict(sorted(metrics.workers.items())),
     }
 
 
@@ -153,14 +157,27 @@ def charts(report: dict[str, Any], directory: Path) -> list[Path]:
     if report["heartbeat_lag_series"]:
         ax.plot(*zip(*report["heartbeat_lag_series"], strict=True), label="lag the workers' heartbeats report",
                 linestyle="--")
+    out.append(_over_time(fig, ax, load_s, "records behind", title + ": consumer lag", directory / "lag.png", plt))
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for worker, samples in report["worker_series"].items():
+        points = [(t, mib) for t, mib, _ in samples if mib is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=f"{worker} RSS")
+    ax.axvline(load_s / 2, color="grey", linewidth=0.8, linestyle=":", label="second half (judged flat)")
+    out.append(_over_time(fig, ax, load_s, "MiB", title + ": worker memory", directory / "memory.png", plt))
+    return out
+
+
+def _over_time(fig: Any, ax: Any, load_s: float, unit: str, title: str, path: Path, plt: Any) -> Path:
+    """A chart over run time with the load's end marked, saved to ``path``."""
     ax.axvline(load_s, color="grey", linewidth=0.8, label="load ends")
-    ax.set_ylabel("records behind")
+    ax.set_ylabel(unit)
     ax.set_xlabel("run time (s)")
-    ax.set_title(title + ": consumer lag")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
-    out.append(_save(fig, directory / "lag.png", plt))
-    return out
+    return _save(fig, path, plt)
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:
@@ -209,6 +226,26 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
          f"{erp['revisions']:,} revisions)" if erp["checked"] else erp["reason"]),
         ("ERP conservation", f"{erp['conservation_mismatches']} positions where Σ postings ≠ on_hand"
          if erp["checked"] else "not checked"),
+        *_health_rows(report["health"]),
+    ]
+
+
+def _health_rows(judged: dict[str, Any]) -> list[tuple[str, str]]:
+    memory, lag, errors = judged["memory"], judged["lag"], judged["error_logs"]
+
+    def worker(name: str, m: dict[str, Any]) -> str:
+        if "growth_mib" not in m:
+            return f"{name}: {m['reason']}"
+        return f"{name}: {m['start_mib']:,} → {m['end_mib']:,} MiB ({m['growth_mib']:+,} of {m['allowed_mib']:,})"
+
+    return [
+        ("memory flat (2nd half of the load)", ("yes" if memory["flat"] else "NO") + "; " + (
+            "; ".join(worker(name, m) for name, m in memory["workers"].items()) or "no worker published its RSS")),
+        ("lag bounded (2nd half of the load)", ("yes" if lag["bounded"] else "NO") +
+         f"; max {_n(lag['max_second_half_records'])} records of {_n(lag['bound_records'])} allowed"
+         + ("" if lag["drained"] else ", not drained")),
+        ("worker ERROR log records", ("none" if errors["none"] else "SOME") + "; " + (
+            ", ".join(f"{name}: {count}" for name, count in errors["workers"].items()) or "no worker published them")),
     ]
 
 

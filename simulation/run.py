@@ -7,7 +7,7 @@ Phases, in order:
 2. **load** for ``duration_s``: every 50 ms the events due (:class:`~simulation.day.Day`) are produced;
    holds, releases and reads go to the API at their target rates; a freshness probe (a one-unit receipt)
    every ``probe_interval_s`` and a poller that sees it in the API; every second the workers' heartbeats
-   (consumer lag) are sampled;
+   (consumer lag) and the snapshots they publish (resident memory, error log records) are sampled;
 3. **drain**: the tills come back, the trucks unload, then a sentinel per input partition stamped past the
    last ERP window; the load is applied when every sentinel is in the cache;
 4. **check** (:mod:`simulation.checks`): every position against the simulator's arithmetic, through the API;
@@ -263,6 +263,8 @@ class Run:
                 self.metrics.lagged(now, lag)
             if (beats := await self.heartbeat_lag()) is not None:
                 self.metrics.heartbeat_lag.append((round(now, 2), beats))
+            for worker, (rss_bytes, error_logs) in (await self.worker_processes()).items():
+                self.metrics.worker(now, worker, rss_bytes, error_logs)
             self.on_progress("load" if not self._stop.is_set() else "drain",
                              min(1.0, now / self.profile.duration_s), self.live_stats(now, lag))
 
@@ -286,6 +288,19 @@ class Run:
                     total += int(beat.get("lag", 0))
                     fresh = True
         return total if fresh else None
+
+    async def worker_processes(self) -> dict[str, tuple[int | None, int]]:
+        """(RSS bytes, error log records so far) of each worker, from the snapshot it publishes every tick
+        (:mod:`streams.metrics`); a worker of a version that does not publish them is left out."""
+        assert self.cache is not None
+        out = {}
+        async for key in self.cache.scan_iter(match=topics.WORKER_STATS_PREFIX + "*", count=100):
+            raw = await self.cache.get(key)
+            process = orjson.loads(raw).get("process") if raw else None
+            if process:
+                name = (key.decode() if isinstance(key, bytes) else key).removeprefix(topics.WORKER_STATS_PREFIX)
+                out[name] = (process.get("rss_bytes"), int(process.get("error_logs", 0)))
+        return out
 
     def live_stats(self, now: float, lag: int | None) -> dict[str, Any]:
         second = self.metrics.seconds.get(int(now) - 1)

@@ -81,7 +81,7 @@ def _spikes(value: str | None) -> Any:
 
 @click.command(epilog=EPILOG)
 @click.option("--profile", "profile_name", default="black-friday", show_default=True,
-              type=click.Choice(["black-friday", "smoke"]), help="named peak-day profile")
+              type=click.Choice(["black-friday", "smoke", "soak"]), help="named peak-day profile")
 @click.option("--duration", type=click.FloatRange(1), help="seconds of load [profile]")
 @click.option("--stores", type=click.IntRange(1, 990), help="stores [profile]")
 @click.option("--dcs", type=click.IntRange(1, 9), help="distribution centres [profile]")
@@ -105,15 +105,20 @@ def _spikes(value: str | None) -> Any:
               help="worker processes, when the simulator starts the product")
 @click.option("--drain-timeout", default=300.0, show_default=True, type=click.FloatRange(1),
               help="seconds to wait for the engine to apply the load after it ends (the report says if it did not)")
+@click.option("--require-health", is_flag=True,
+              help="also exit 1 unless worker memory stayed flat, the lag stayed bounded and no worker logged an "
+                   "ERROR (the soak's criteria, judged over the second half of the load)")
 def simulate(profile_name: str, seed: int, report_dir: Path | None, record: Path | None, api_url: str | None,
-             token: str | None, workers: int, drain_timeout: float, spikes: str | None, **options: Any) -> None:
+             token: str | None, workers: int, drain_timeout: float, spikes: str | None, require_health: bool,
+             **options: Any) -> None:
     """A peak-day simulation that is also a load test.
 
     Produces the day's event mix to Kafka (POS baskets, returns, store deliveries, DC→store transfers,
     counts with offline tills replaying late, duplicates), holds and reads through the API, then checks
     every position against its own arithmetic and reads the ERP feed. Writes report.json and PNG charts.
     Runs against ATS_BROKER_URL / ATS_REDIS_URL and the API when configured; otherwise starts them as
-    `ats up` does. Exits 1 on an oversell or a position that differs from the arithmetic.
+    `ats up` does. Exits 1 on an oversell or a position that differs from the arithmetic (and, with
+    --require-health, on worker memory that grew, a lag that grew or a worker ERROR log line).
     """
     from rich.console import Console
 
@@ -145,6 +150,9 @@ def simulate(profile_name: str, seed: int, report_dir: Path | None, record: Path
         click.echo(f"ats simulate: {exc}", err=True)
         sys.exit(1)
     if result["oversell"]["count"] or result["state"].get("mismatches"):
+        sys.exit(1)
+    if require_health and not result["health"]["healthy"]:
+        click.echo("ats simulate: unhealthy run (see the memory, lag and error-log rows)", err=True)
         sys.exit(1)
 
 

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 ATS = [sys.executable, "-m", "streams"]
 REPORT_KEYS = {"profile", "run", "produced", "throughput", "lag", "freshness", "api", "holds", "oversell", "state",
-               "erp", "series", "lag_series"}
+               "erp", "series", "lag_series", "health", "worker_series"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -75,7 +75,11 @@ async def test_simulate_smoke_writes_the_report_and_charts_with_no_oversell(engi
                  "duplicate", "ecom_sale"):
         assert mix.get(kind, {}).get("events"), kind
     assert len(report["series"]) >= 15
-    for chart in ("rates.png", "latency.png", "lag.png"):
+    # the worker published its memory and error-log count every tick: the soak's judgement has its samples
+    assert report["worker_series"], report["health"]
+    assert all(mib and mib > 10 for samples in report["worker_series"].values() for _, mib, _ in samples)
+    assert set(report["health"]) == {"memory", "lag", "error_logs", "healthy"}
+    for chart in ("rates.png", "latency.png", "lag.png", "memory.png"):
         assert (report_dir / chart).read_bytes().startswith(PNG), chart
     assert "oversell" in out
     assert "netting ratio" in out
