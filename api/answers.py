@@ -128,15 +128,21 @@ async def _answers(request: web.Request, skus: list[str], asked: list[str] | Non
             found = await read_positions(request.app[CACHE], skus, locations, owners=sorted(owners))
             answers = [render(sku, positions, view) for sku, positions in zip(skus, found, strict=True)]
             request.app[METRICS].answered("direct", len(skus))
-    except CacheErrors:
-        request.app[METRICS].cache_errors.labels("read").inc()
-        raise unavailable("the availability cache") from None
-    except CacheRebuilding as exc:
+    except (*CacheErrors, CacheRebuilding) as exc:
+        raise unreadable(request, exc) from None
+    return _as_of(request), answers
+
+
+def unreadable(request: web.Request, exc: Exception) -> Problem:
+    """The 503 for a cache read that failed (:data:`CacheErrors`) or found positions lost and not yet
+    re-written (:class:`CacheRebuilding`), counted: never an answer of zero."""
+    if isinstance(exc, CacheRebuilding):
         request.app[METRICS].cache_errors.labels("rebuilding").inc()
         lost = ", ".join(map(str, exc.partitions))
-        raise Problem(503, f"the availability cache lost its data and the workers are re-writing it (partitions "
-                      f"{lost}); retry later", headers={"Retry-After": "1"}) from None
-    return _as_of(request), answers
+        return Problem(503, f"the availability cache lost its data and the workers are re-writing it (partitions "
+                       f"{lost}); retry later", headers={"Retry-After": "1"})
+    request.app[METRICS].cache_errors.labels("read").inc()
+    return unavailable("the availability cache")
 
 
 def _as_of(request: web.Request) -> bytes:

@@ -21,9 +21,9 @@ from availability.drift import BookError, BookLine, drift, one_per_position
 from availability.wire import rfc3339
 from cacheclient import CacheErrors
 
-from .answers import read_positions
+from .answers import CacheRebuilding, read_positions, unreadable
 from .bodies import parse, read_json
-from .keys import CACHE, CLOCK, DRIFT, METRICS
+from .keys import CACHE, CLOCK, DRIFT, METRICS, SETTINGS
 from .models import ErpBook
 from .problems import Problem, unavailable
 
@@ -59,16 +59,16 @@ async def get_drift(request: web.Request) -> web.Response:
     """``GET /v1/erp/drift``: every position of the posted book (and every engine position of its SKUs)."""
     try:
         report = await compute_drift(request.app)
-    except CacheErrors:
-        request.app[METRICS].cache_errors.labels("read").inc()
-        raise unavailable("the availability cache") from None
+    except (*CacheErrors, CacheRebuilding) as exc:
+        raise unreadable(request, exc) from None
     if report is None:
         raise Problem(404, "no ERP book has been posted; PUT /v1/erp/book first")
     return web.json_response(report, dumps=_dumps)
 
 
 async def compute_drift(app: web.Application) -> dict[str, Any] | None:
-    """The drift report of the posted book (None: none posted), and the drift gauges set from it."""
+    """The drift report of the posted book (None: none posted), and the drift gauges set from it. Raises
+    :class:`CacheRebuilding` while the workers re-write positions the cache lost: never a drift of them."""
     cache, metrics, now = app[CACHE], app[METRICS], app[CLOCK]()
     raw = await cache.get(topics.ERP_BOOK_KEY)
     if raw is None:
@@ -76,7 +76,7 @@ async def compute_drift(app: web.Application) -> dict[str, Any] | None:
     stored = orjson.loads(raw)
     book = [BookLine(sku, location, on_hand) for sku, location, on_hand in stored["positions"]]
     skus = sorted({line.sku for line in book})
-    found = await read_positions(cache, skus, None)
+    found = await read_positions(cache, skus, None, owners=list(range(app[SETTINGS].partitions)))
     engine = {(sku, location): value[0] for sku, pairs in zip(skus, found, strict=True) for location, value in pairs}
     rows = drift(book, engine)
     drifting = [row for row in rows if row.drift]
@@ -98,6 +98,9 @@ async def refresh_drift(app: web.Application, every_seconds: float) -> None:
         except CacheErrors as exc:
             app[METRICS].cache_errors.labels("read").inc()
             log.warning("ERP drift refresh: the cache does not answer: %s", exc)
+        except CacheRebuilding as exc:  # the gauges keep their last values until the positions are back
+            app[METRICS].cache_errors.labels("rebuilding").inc()
+            log.info("ERP drift refresh skipped: the workers are re-writing partitions %s", exc.partitions)
         await asyncio.sleep(every_seconds)
 
 

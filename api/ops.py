@@ -4,7 +4,8 @@
 (:mod:`availability.opstats`); rates are the difference of two reads. ``GET /v1/locations/{location_id}/lowest``
 (availability:read) reads the location's index, a sorted set the workers write in the same pipeline as the
 positions (score: on_hand - reserved - safety_stock, so the most oversold come first), then those
-positions, in one more round trip.
+positions and the cache epoch of the location's partition, in one more round trip: a cache that lost the
+location's positions is a 503 until its worker has re-written them, never an empty list.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pydantic import TypeAdapter
 from availability import topics
 from availability.events import LocationId
 from availability.opstats import merge
+from availability.routing import owner_partition
 from availability.wire import answer_location, rfc3339
 from cacheclient import CacheErrors
 
-from .answers import _check
-from .keys import CACHE, CLOCK, DRIFT, METRICS
+from .answers import CacheRebuilding, _check, read_positions, unreadable
+from .keys import CACHE, CLOCK, DRIFT, METRICS, SETTINGS
 from .models import MAX_LOWEST
 from .problems import bounded_int, unavailable
 
@@ -57,20 +59,15 @@ async def lowest(request: web.Request) -> web.Response:
     location_id = _check(_LOCATION, request.match_info["location_id"], "location_id")
     limit = bounded_int(request.query.get("limit"), "limit", default=DEFAULT_LOWEST, maximum=MAX_LOWEST)
     cache = request.app[CACHE]
+    owner = owner_partition(location_id, request.app[SETTINGS].partitions)
     try:
         ranked = await cache.zrange(topics.location_index_key(location_id), 0, limit - 1)
         skus = [bytes(sku).decode() for sku in ranked]  # type: ignore[arg-type]  # members, no scores asked
-        values: list[bytes | None] = []
-        if skus:
-            pipe = cache.pipeline(transaction=False)
-            for sku in skus:
-                pipe.hget(topics.position_key(sku), location_id)
-            values = await pipe.execute()
-    except CacheErrors:
-        request.app[METRICS].cache_errors.labels("read").inc()
-        raise unavailable("the availability cache") from None
-    items = [{"sku": sku, **answer_location(location_id, orjson.loads(raw))}
-             for sku, raw in zip(skus, values, strict=True) if raw is not None]
+        found = await read_positions(cache, skus, [location_id], owners=[owner])
+    except (*CacheErrors, CacheRebuilding) as exc:
+        raise unreadable(request, exc) from None
+    items = [{"sku": sku, **answer_location(location_id, value)}
+             for sku, positions in zip(skus, found, strict=True) for _, value in positions]
     as_of = rfc3339(int(request.app[CLOCK]() * 1000))
     return web.json_response({"location_id": location_id, "as_of": as_of, "items": items}, dumps=_dumps)
 

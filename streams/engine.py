@@ -559,7 +559,8 @@ class Engine:
 
     def _rewrite_holds(self, pipe: Any, partitions: list[int]) -> None:
         """With a partition written whole (the cache lost it, or the partition was taken over), also every
-        hold it remembers, for the rest of the time it remembers it (not published: nobody waits on them)."""
+        hold it remembers, for the rest of the time it remembers it (not published: nobody waits on them),
+        and the API's claim of its id for its location (never over a claim the cache still has)."""
         now_s = self.clock()
         for partition in partitions:
             state = self.states.get(partition)
@@ -567,6 +568,8 @@ class Engine:
                 left = int(hold.decided_ms / 1000 + self.settings.dedupe_window_seconds - now_s)
                 if left > 0:
                     pipe.set(topics.reservation_key(hold.reservation_id), orjson.dumps(wire.decision(hold)), ex=left)
+                    pipe.set(topics.reservation_claim_key(hold.reservation_id), hold.location_id.encode(), ex=left,
+                             nx=True)
 
     async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
         """Each partition's records, then its marker, below Faust's ``Table.__setitem__``: every record goes

@@ -4,6 +4,7 @@ written to the cache as the workers write them. Expected drifts are worked by ha
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,9 +14,10 @@ from aiohttp.test_utils import TestClient
 from availability import topics, wire
 from availability.model import Position
 from availability.settings import Settings
+from streams.embedded import start_cache
 from tests.builders import ref
 
-from .apiserver import ADMIN, bearer, serve, settings_for
+from .apiserver import ADMIN, bearer, serve, settings_for, vouch_for_cache
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -29,6 +31,7 @@ def settings(module_broker: str, redis_url: str) -> Settings:
 
 @pytest.fixture(scope="module")
 async def client(settings: Settings) -> AsyncIterator[Client]:
+    await vouch_for_cache(settings)  # no worker here: the test writes the positions
     async with serve(settings) as client:
         yield client
 
@@ -73,3 +76,26 @@ async def test_a_book_listing_a_position_twice_is_refused(client: Client) -> Non
     bad = await client.put("/v1/erp/book", json={"positions": [{"sku": "A", "location_id": "S1", "on_hand": "1"}]},
                            headers=bearer(ADMIN))
     assert bad.status == 422
+
+
+async def test_drift_is_503_while_the_workers_re_write_positions_the_cache_lost(tmp_path: Path) -> None:
+    """A cache that lost positions (a restarted node) would show them all as drifted: not a drift, a 503."""
+    from redis.asyncio import Redis
+
+    server = start_cache(tmp_path / "cache")
+    settings = settings_for("kafka://127.0.0.1:1", server.url, partitions="2")  # reads only
+    cache = Redis.from_url(server.url)
+    try:
+        await cache.hset(topics.position_key("A"), "S1", wire.cache_field(Position(on_hand=10)))
+        await vouch_for_cache(settings)
+        async with serve(settings) as client:
+            book = {"positions": [{"sku": "A", "location_id": "S1", "on_hand": 10}]}
+            assert (await client.put("/v1/erp/book", json=book, headers=bearer(ADMIN))).status == 200
+            assert (await (await client.get("/v1/erp/drift", headers=bearer(ADMIN))).json())["drifting"] == 0
+            await cache.hdel(topics.CACHE_EPOCHS_KEY, "1")  # one partition's positions lost, not yet re-written
+            response = await client.get("/v1/erp/drift", headers=bearer(ADMIN))
+            assert response.status == 503
+            assert "re-writing" in (await response.json())["detail"]
+    finally:
+        await cache.aclose()
+        server.stop()

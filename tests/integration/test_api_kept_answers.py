@@ -145,6 +145,21 @@ async def test_a_cache_that_lost_its_data_is_503_even_for_a_kept_answer(cache: R
         await shows(client, sku, 4, "answers again once re-written")
 
 
+async def test_a_locations_lowest_is_503_while_its_positions_are_lost(cache: Redis, own_cache: str) -> None:
+    """Not an empty list: the index and positions of a cache that lost its data are gone too."""
+    sku, location = ref("SKU"), ref("S")
+    await write(cache, sku, location, 5)
+    await cache.zadd(topics.location_index_key(location), {sku: 5})
+    async with api(own_cache) as client:
+        response = await client.get(f"/v1/locations/{location}/lowest", headers=bearer(READER))
+        assert [(item["sku"], item["ats"]) for item in (await response.json())["items"]] == [(sku, 5)]
+        await cache.flushall()
+        response = await client.get(f"/v1/locations/{location}/lowest", headers=bearer(READER))
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "re-writing" in (await response.json())["detail"]
+
+
 async def test_turned_off_every_read_goes_to_the_cache(cache: Redis, own_cache: str) -> None:
     sku = ref("SKU")
     await write(cache, sku, "S-1", 5)

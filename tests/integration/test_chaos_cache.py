@@ -136,6 +136,9 @@ async def test_holds_are_written_again_with_their_partition(own_broker: str, own
         await until(lambda: _cached(cluster, key(held), key(refused)), timeout=60, what="decisions written again")
         assert {rid: await cluster.cache.get(key(rid)) for rid in (held, refused)} == before
         assert 0 < await cluster.cache.ttl(key(held)) <= cluster.settings.dedupe_window_seconds
+        # and the ids' claims: a retried hold of a lost claim must not be taken for another location
+        claims = [await cluster.cache.get(topics.reservation_claim_key(rid)) for rid in (held, refused)]
+        assert claims == [store.encode(), store.encode()]
         assert "Traceback" not in cluster.log("w0")
     finally:
         await cluster.close()
