@@ -137,7 +137,7 @@ SMOKE = replace(
 #: (:mod:`simulation.health`). A smaller catalogue than black-friday's, so the positions are all known
 #: by the second half and what grows after that is what the engine keeps, not what the day adds.
 SOAK = replace(
-    BLACK_FRIDAY, name="soak", stores=50, dcs=2, skus=2_000, store_assortment=400, lines_per_s=1_500,
+    BLACK_FRIDAY, name="soak", stores=50, dcs=2, skus=2_000, store_assortment=400, lines_per_s=1_000,
     ramp_from=1.0, ramp_until=0.0, spikes=(Spike(0.6, 0.05, 2.0),), read_rps=100, holds_per_s=20,
     duration_s=600, flash_stock=200,
 )

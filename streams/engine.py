@@ -132,8 +132,11 @@ HISTORY_CALL_KEYS = 5_000
 PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
-#: worker reads that tail from the log itself (see Engine._read_skipped_tails)
+#: worker reads that tail from the log itself (see Engine._read_skipped_tails); while the worker is
+#: behind, Faust's consumer holds back what it fetched of some inputs for longer than that as a matter of
+#: course (its buffer is full of the others): then it waits TAIL_WAIT_BEHIND_SECONDS
 TAIL_WAIT_SECONDS = 3.0
+TAIL_WAIT_BEHIND_SECONDS = 30.0
 
 
 class Engine:
@@ -295,9 +298,15 @@ class Engine:
     async def _read_skipped_tails(self, batch: Batch, now_ms: int) -> None:
         """Read from the log what the consumer skipped at the end of an input: no later message arrives
         to show that gap (:mod:`streams.gate`), so an input whose fetched end lies past what the state
-        consumed, and that delivered nothing for ``TAIL_WAIT_SECONDS``, is read up to that end here.
-        The partitions checked are the batch's: each owned partition gets a clock tick every interval."""
+        consumed, and that delivered nothing for ``TAIL_WAIT_SECONDS`` (``TAIL_WAIT_BEHIND_SECONDS`` while
+        the worker is behind), is read here, ``ATS_BATCH_MAX`` records at most at a time. The partitions
+        checked are the batch's: each owned partition gets a clock tick every interval.
+
+        Measured in a ten-minute soak that fell behind: reads every 3 s of inputs the consumer was about
+        to deliver, up to 16,505 records each, added work to a worker already behind and took its RSS
+        from 358 MiB to 1.2 GiB in 30 s."""
         now = time.monotonic()
+        wait = TAIL_WAIT_BEHIND_SECONDS if self.lag() > self.settings.batch_max else TAIL_WAIT_SECONDS
         for partition, state in list(batch.states.items()):
             if self.states.get(partition) is not state:
                 continue
@@ -306,13 +315,12 @@ class Engine:
                 expected, end = state.expects(code), self._highwater(tp)
                 if expected is None or end is None or end <= expected:
                     continue
-                if now - self.arrived.setdefault(tp, now) < TAIL_WAIT_SECONDS:
+                if now - self.arrived.setdefault(tp, now) < wait:
                     continue
                 self.arrived[tp] = now
-                records = await self._read_log(tp, expected, end)
+                records = await self._read_log(tp, expected, min(end, expected + self.settings.batch_max))
                 log.info("%s: nothing delivered from offset %d for %.1f s while the log ends at %d: read %s records "
-                         "from the log", tp, expected, TAIL_WAIT_SECONDS, end,
-                         "no" if records is None else len(records))
+                         "from the log", tp, expected, wait, end, "no" if records is None else len(records))
                 for record in records or ():
                     self._apply(state, record, now_ms, batch)
 

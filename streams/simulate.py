@@ -37,7 +37,9 @@ def product(settings: Settings, *, api_url: str | None, token: str | None, worke
         yield settings, url, token or _token(settings), "configured"
         return
     data_dir = settings.data_dir / "simulate" / tag
-    overrides = {"ATS_DATA_DIR": str(data_dir), "ATS_API_PORT": str(embedded.free_port())}
+    # free ports: another product (or simulation) on this machine must not take the API's or the workers' metrics
+    overrides = {"ATS_DATA_DIR": str(data_dir), "ATS_API_PORT": str(embedded.free_port()),
+                 "ATS_WORKER_METRICS_PORT": str(embedded.free_port())}
     started = settings.model_copy(update={"data_dir": data_dir})
     supervisor = Supervisor(started, workers=workers, env=overrides)
     try:
