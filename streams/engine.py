@@ -59,7 +59,7 @@ import socket
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -86,6 +86,7 @@ from availability.validation import EventRejected, Rejection, validate_event
 
 from .cacheepoch import CacheEpochs, CacheErrors
 from .gate import InputGate, Verdict
+from .loads import Loads
 from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
 from .produce import BatchSender, Record
@@ -131,6 +132,12 @@ return #KEYS
 HISTORY_CALL_KEYS = 5_000
 PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
+#: a loaded partition's positions go to the cache in pipelines of about this many (whole SKU hashes each)
+RECACHE_SLICE_POSITIONS = 20_000
+
+#: a partition's state records are decoded this many at a time, the event loop served in between
+LOAD_SLICE_RECORDS = 200
+
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
 #: worker reads that tail from the log itself (see Engine._read_skipped_tails)
 TAIL_WAIT_SECONDS = 3.0
@@ -154,6 +161,7 @@ class Engine:
         self.flushed_at = time.monotonic()
         self.cache_written_at = time.monotonic()
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
+        self.loads = Loads(self._load_partition)  # assigned partitions loaded ahead of their first event
         self.arrived: dict[TP, float] = {}  # when a message of each input partition last arrived (monotonic)
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
         self.routed = app.topic(topics.ROUTED, key_type=bytes, value_type=bytes)
@@ -170,6 +178,7 @@ class Engine:
         self.gate = InputGate(self._seek)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(self._on_recovered)  # type: ignore[arg-type]
         app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     # ---- the agent -----------------------------------------------------------------------------
@@ -184,11 +193,8 @@ class Engine:
         every event the flushed state covers (none when this batch did not flush)."""
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
-        for partition in {event.message.partition for event in events} & self._owned() - self.states.keys():
-            rebalances = self.rebalances
-            loaded = await self._load(partition)
-            if self.rebalances == rebalances:  # else loaded from a table another assignment may change
-                self.states[partition] = loaded
+        for partition in sorted({event.message.partition for event in events} & self._owned() - self.states.keys()):
+            await self.loads.start(partition, self.rebalances)  # installs the state unless a rebalance intervened
         batch = Batch()
         done = []
         arrived = time.monotonic()
@@ -393,20 +399,44 @@ class Engine:
         return False
 
     # ---- state ---------------------------------------------------------------------------------
-    async def _load(self, partition: int) -> PartitionState:
-        """The partition's state as its changelog left it; inputs it never consumed start at their beginning."""
+    def _load_ahead(self, owned: set[int]) -> None:
+        """Start loading every partition in ``owned`` still without a state (:mod:`streams.loads`)."""
+        for partition in sorted(owned - self.states.keys()):
+            self.loads.start(partition, self.rebalances)
+
+    async def _on_recovered(self, sender: Any, **kwargs: Any) -> None:
+        """Faust restored the table for the current assignment: load its partitions now, not on their
+        first event (a partition without traffic would wait for its clock tick)."""
+        self._load_ahead(self._owned())
+
+    async def _load_partition(self, partition: int, generation: int) -> None:
+        """Load the partition (:meth:`_load`) and install its state, unless a rebalance came in between."""
+        if generation != self.rebalances or partition in self.states:
+            return
+        state = await self._load(partition, generation)
+        if state is not None and generation == self.rebalances:
+            self.states[partition] = state
+
+    async def _load(self, partition: int, generation: int) -> PartitionState | None:
+        """The partition's state as its changelog left it (inputs it never consumed start at their
+        beginning), its positions re-written to the cache whole, its outboxes re-sent. None when a
+        rebalance (``generation`` no longer current) cut it short: a load from a table another assignment
+        may change is dropped, and writes nothing further."""
         started = time.monotonic()
+
+        def current() -> bool:
+            return generation == self.rebalances
+
+        self.epochs.forget([partition])  # confirmed again by this load's whole snapshot
         state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
                                window_ms=self.settings.erp_window_seconds * 1000,
                                grace_ms=self.settings.erp_grace_seconds * 1000,
                                history=self.settings.history_limit > 0, feed=self.feed)
-        records = 0
-        for raw_key, raw_value in self.table.data.items():
-            key = raw_key.decode()
-            if raw_value is not None and wire.partition_of_key(key) == partition:
-                state.load(key, orjson.loads(raw_value))
-                records += 1
+        records = await self._read_state(state, current)
+        if records is None or not await self._streams_resumed(current):
+            return None
+        decoded = time.monotonic()
         fresh = [TP(topic, partition) for topic, code in topics.TOPIC_CODE.items() if state.expects(code) is None]
         if fresh:
             for tp, offset in (await self.app.consumer.earliest_offsets(*fresh)).items():
@@ -416,18 +446,109 @@ class Engine:
         committed = getattr(self.app.consumer, "_committed_offset", {})
         resume = {TP(topic, partition): state.expects(code) for topic, code in topics.TOPIC_CODE.items()}
         moves = {tp: offset for tp, offset in resume.items() if offset is not None and committed.get(tp) != offset}
-        if moves:
+        if moves and current():
             await self.app.consumer.seek_wait(moves)
-        state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
         await self.clocks.load(self.cache, partition)  # when its locations last spoke: not in the changelog
+        if not current():
+            return None
+        await self._recache(state, current)  # the cache may be empty or stale: re-write what this partition owns
+        cached = time.monotonic()
+        if not current():
+            return None
         await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
         unsent = state.outbox()
         await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
         await self._announce([(state, state.change_outbox())])  # the same for the change feed
-        log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s; "
-                 "inputs resume at %s", partition, records, sum(len(b.positions) for b in state.buckets.values()),
-                 len(state.holds), len(unsent), time.monotonic() - started, state.inputs)
-        return state
+        log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s "
+                 "(decoded %.2f s, re-cached %.2f s, outboxes %.2f s); inputs resume at %s", partition, records,
+                 sum(len(b.positions) for b in state.buckets.values()), len(state.holds), len(unsent),
+                 time.monotonic() - started, decoded - started, cached - decoded, time.monotonic() - cached,
+                 state.inputs)
+        return state if current() else None
+
+    async def _read_state(self, state: PartitionState, current: Callable[[], bool]) -> int | None:
+        """Restore the partition's records from the table's store into ``state``, a slice at a time (the
+        event loop served in between); the number of records, or None once ``current()`` is false."""
+        partition = state.partition
+        raw: list[tuple[str, bytes]] = []
+        for raw_key, raw_value in self.table.data.items():  # no await: the store may change in between
+            key = raw_key.decode()
+            if raw_value is not None and wire.partition_of_key(key) == partition:
+                raw.append((key, raw_value))
+        for start in range(0, len(raw), LOAD_SLICE_RECORDS):
+            for key, value in raw[start:start + LOAD_SLICE_RECORDS]:
+                state.load(key, orjson.loads(value))
+            await asyncio.sleep(0)
+            if not current():
+                return None
+        return len(raw)
+
+    async def _streams_resumed(self, current: Callable[[], bool]) -> bool:
+        """Wait until Faust has sought the inputs to the group's offsets after its table recovery (a load
+        begun at ``on_rebalance_complete`` gets there first): the load's own seek must come after it."""
+        tables: Any = self.app.tables  # actives_ready is not in the declared type
+        while current() and not tables.actives_ready:  # noqa: ASYNC110 (a flag Faust sets: no event to wait on)
+            await asyncio.sleep(0.02)
+        return current()
+
+    async def _recache(self, state: PartitionState, current: Callable[[], bool]) -> None:
+        """Every position of a loaded partition to the cache, in pipelines of about
+        :data:`RECACHE_SLICE_POSITIONS` (one ``HSET`` per SKU), the next sent while the cache takes the one
+        before; then its holds, its locations' clocks and its epoch (:mod:`streams.cacheepoch`), which
+        vouches for the rest. Nothing more once ``current()`` is false or a write failed: the agent writes
+        an unconfirmed partition whole once the cache answers."""
+        if not self.epochs.reachable:
+            return
+        by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
+        by_location: dict[str, dict[str, int]] = defaultdict(dict)
+        for sku, location_id, position in state.positions():
+            by_sku[sku][location_id] = wire.cache_field(position)
+            by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
+        if not await self._execute_in_turn(self._slices(by_sku, by_location), current):
+            return
+        await self._write_cache({}, [], [state.partition], {state.partition: state})
+
+    def _slices(self, by_sku: dict[str, dict[str, bytes]], by_location: dict[str, dict[str, int]]) -> Iterator[Any]:
+        """Pipelines of whole SKU hashes and location indexes, about :data:`RECACHE_SLICE_POSITIONS` each."""
+        pipe, size = self.cache.pipeline(transaction=False), 0
+        for sku, fields in by_sku.items():
+            pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
+            size += len(fields)
+            if size >= RECACHE_SLICE_POSITIONS:
+                pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)  # after the hashes (api/answercache.py)
+                yield pipe
+                pipe, size = self.cache.pipeline(transaction=False), 0
+        for location_id, scores in by_location.items():
+            pipe.zadd(topics.location_index_key(location_id), scores)
+            size += len(scores)
+            if size >= RECACHE_SLICE_POSITIONS:
+                yield pipe
+                pipe, size = self.cache.pipeline(transaction=False), 0
+        pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)
+        yield pipe
+
+    async def _execute_in_turn(self, pipes: Iterator[Any], current: Callable[[], bool]) -> bool:
+        """Execute the pipelines in order, each sent while the cache still works on the one before (two in
+        flight at most); whether all were written. A failure stops there (see :meth:`_write_cache`)."""
+        in_flight: list[asyncio.Future[Any]] = []
+        try:
+            with self.metrics.cache_write():
+                for pipe in pipes:
+                    if not current():
+                        return False
+                    in_flight.append(asyncio.ensure_future(pipe.execute()))
+                    if len(in_flight) == 2:
+                        await in_flight.pop(0)
+                while in_flight:
+                    await in_flight.pop(0)
+            return current()
+        except CacheErrors as exc:
+            log.warning("cache write failed (%s): every partition is written whole once the cache answers", exc)
+            self.epochs.failed(self.states)
+            return False
+        finally:
+            for future in in_flight:
+                future.cancel()
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         """What was applied of a revoked partition and not flushed is dropped, unacknowledged: whoever owns
@@ -438,11 +559,13 @@ class Engine:
             self.states.pop(partition, None)
             self.unflushed.pop(partition, None)
         self.unacked = [event for event in self.unacked if event.message.partition not in partitions]
+        self.loads.forget(partitions)
         self.epochs.forget(partitions)
         self.clocks.forget(partitions)
         self.gate.reset()
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        self.loads.cancel()
         await self.log_reader.close()
 
     def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -479,11 +602,12 @@ class Engine:
             state.confirm_changes(changes)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
-                           fresh: list[int]) -> None:
+                           fresh: list[int], loaded: Mapping[int, PartitionState] | None = None) -> None:
         """Position snapshots per partition (one hash per SKU), then reservation decisions (cached, then
         published), then the epochs of ``fresh`` partitions (written whole), in one pipeline. Decisions come
         only from a flush whose changelog is written. A cache that does not answer is written whole again
-        once it does (:mod:`streams.cacheepoch`), never a reason to stop applying."""
+        once it does (:mod:`streams.cacheepoch`), never a reason to stop applying. ``loaded``: the states
+        of ``fresh`` partitions being loaded (not yet in :attr:`states`)."""
         if not any(snapshots.values()) and not decisions and not fresh and not self.clocks.changed:
             return
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
@@ -504,7 +628,7 @@ class Engine:
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
             pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
-        self._rewrite_holds(pipe, fresh)
+        self._rewrite_holds(pipe, fresh, {**self.states, **(loaded or {})})
         self.clocks.write(pipe, fresh)  # when the locations last spoke (all of a partition written whole)
         self.epochs.mark(pipe, fresh)  # last: the snapshots before it vouch for it
         try:
@@ -557,12 +681,12 @@ class Engine:
                     raise
                 await self.cache.script_load(PUSH_HISTORY)
 
-    def _rewrite_holds(self, pipe: Any, partitions: list[int]) -> None:
+    def _rewrite_holds(self, pipe: Any, partitions: list[int], states: Mapping[int, PartitionState]) -> None:
         """With a partition written whole (the cache lost it, or the partition was taken over), also every
         hold it remembers, for the rest of the time it remembers it (not published: nobody waits on them)."""
         now_s = self.clock()
         for partition in partitions:
-            state = self.states.get(partition)
+            state = states.get(partition)
             for hold in state.holds.values() if state is not None else ():
                 left = int(hold.decided_ms / 1000 + self.settings.dedupe_window_seconds - now_s)
                 if left > 0:
@@ -602,6 +726,9 @@ class Engine:
         for partition in assigned:
             await self.routed.send(key=b"tick", value=value, partition=partition)
         await self.gate.seek_due()  # also when Faust dropped every message of a partition
+        tables: Any = self.app.tables  # actives_ready is not in the declared type
+        if tables.actives_ready:  # recovered and resumed: a partition whose load failed is loaded again
+            self._load_ahead(set(assigned))
         await self.epochs.check(self.cache, assigned)
         await self._list_ends()
         try:
@@ -612,9 +739,13 @@ class Engine:
             self.epochs.failed(())
 
     async def heartbeat(self, assigned: list[int]) -> None:
+        """``caught_up`` (what ``/readyz`` reads): within a batch of the inputs' ends, and every assigned
+        partition loaded and its positions written whole to the cache since it was assigned or the cache
+        last lost them (``loading`` lists those that are not)."""
         lag = self.lag()
+        loading = [p for p in assigned if p not in self.states or p not in self.epochs.confirmed]
         beat = {"at": self.clock(), "worker": self.worker_id, "partitions": assigned, "lag": lag,
-                "caught_up": lag <= self.settings.batch_max}
+                "loading": loading, "caught_up": lag <= self.settings.batch_max and not loading}
         await self.cache.set(topics.heartbeat_key(self.worker_id), orjson.dumps(beat), ex=30)
 
     async def _list_ends(self) -> None:
