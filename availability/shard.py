@@ -132,7 +132,7 @@ class _Bucket:
 
     def changes_json(self) -> str:
         """The record of the changes since the full record (cumulative: it replaces the last one)."""
-        self._encode()
+        self._encode(self.changed)
         decisions, self.decisions = self.decisions, {}
         return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.changed), decisions,
                            self.netting.changes_json(), self.ids, self._feed_json())
@@ -152,11 +152,18 @@ class _Bucket:
     def _feed_json(self) -> str | None:
         return outbox_json(self.feed) if self.feed else None
 
-    def _encode(self) -> None:
-        texts = self.texts
-        for sku in self.stale:
+    def _encode(self, only: set[str] | None = None) -> None:
+        """Keep the JSON of the stale positions (of those in ``only``): a bucket just loaded is stale
+        whole, and a record of its changes needs only the changed ones."""
+        texts, stale = self.texts, self.stale
+        if only is None or len(only) >= len(stale):
+            for sku in stale:
+                texts[sku] = position_entry_json(sku, self.positions[sku])
+            stale.clear()
+            return
+        for sku in only & stale:
             texts[sku] = position_entry_json(sku, self.positions[sku])
-        self.stale.clear()
+            stale.discard(sku)
 
 
 class PartitionState:
