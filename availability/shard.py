@@ -483,6 +483,17 @@ class PartitionState:
                     bucket.feed = kept
                     self._dirty_buckets.add(address)
 
+    def confirm_outboxes(self) -> None:
+        """Every posting and change record the outboxes hold was delivered: a loaded state whose outboxes
+        were re-sent whole before anything else touched it. What :meth:`confirm` and
+        :meth:`confirm_changes` of all of them do, without finding each one's bucket (a 1M-position load
+        re-sends up to 1M of each: finding their buckets was 10% of its time, py-spy)."""
+        for address, bucket in self.buckets.items():
+            if bucket.netting.outbox or bucket.feed:
+                bucket.netting.outbox = []
+                bucket.feed = []
+                self._dirty_buckets.add(address)
+
     def outbox(self) -> list[Posting]:
         """Every closed posting not yet confirmed as sent (after a restart: to send again, unchanged)."""
         return [posting for bucket in self.buckets.values() for posting in bucket.netting.outbox]

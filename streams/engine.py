@@ -47,6 +47,12 @@ and 6, or before a confirmation was written): the same ids with the same content
 the feed's consumers take idempotently;
 and publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5
 stored them unpublished, and their replay is a duplicate that decides nothing).
+
+A partition is loaded as soon as Faust has restored the table after an assignment, ahead of its first
+event and one partition at a time (:mod:`streams.loads`); the load writes the partition's positions to
+the cache whole (in slices) and marks its cache epoch before the state is handed to the agent, which
+awaits the load of a partition it has events for. Until every assigned partition is loaded and written
+whole, the worker's heartbeat does not say caught up (``/readyz`` answers 503).
 """
 
 from __future__ import annotations
@@ -134,6 +140,21 @@ PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).he
 
 #: a loaded partition's positions go to the cache in pipelines of about this many (whole SKU hashes each)
 RECACHE_SLICE_POSITIONS = 20_000
+
+#: a loaded partition written whole: KEYS[1] a position hash (or a location index), ARGV[1] ``HSET`` (or
+#: ``ZADD``), ARGV[2] its field-value (score-member) pairs, separated by spaces (ids have none:
+#: ``availability.events.ID_CHARS``). One argument per key, not two per position: redis-py packing each
+#: argument in Python was 10% of a 1M-position recovery (py-spy). One key per call: Redis Cluster takes it.
+WRITE_WHOLE = """
+local command, args = ARGV[1], {}
+for token in string.gmatch(ARGV[2], "%S+") do
+  args[#args + 1] = token
+  if #args == 1000 then redis.call(command, KEYS[1], unpack(args)); args = {} end
+end
+if #args > 0 then redis.call(command, KEYS[1], unpack(args)) end
+return 1
+"""
+WRITE_WHOLE_SHA = hashlib.sha1(WRITE_WHOLE.encode(), usedforsecurity=False).hexdigest()
 
 #: a partition's state records are decoded this many at a time, the event loop served in between
 LOAD_SLICE_RECORDS = 200
@@ -457,8 +478,9 @@ class Engine:
             return None
         await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
         unsent = state.outbox()
-        await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
-        await self._announce([(state, state.change_outbox())])  # the same for the change feed
+        await self._send_postings(unsent)  # decided and stored before a crash: sent again, unchanged
+        await self._send_changes(state.change_outbox())  # the same for the change feed, after them
+        state.confirm_outboxes()  # nothing else has touched the state: what they held was all delivered
         log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s "
                  "(decoded %.2f s, re-cached %.2f s, outboxes %.2f s); inputs resume at %s", partition, records,
                  sum(len(b.positions) for b in state.buckets.values()), len(state.holds), len(unsent),
@@ -493,33 +515,33 @@ class Engine:
 
     async def _recache(self, state: PartitionState, current: Callable[[], bool]) -> None:
         """Every position of a loaded partition to the cache, in pipelines of about
-        :data:`RECACHE_SLICE_POSITIONS` (one ``HSET`` per SKU), the next sent while the cache takes the one
-        before; then its holds, its locations' clocks and its epoch (:mod:`streams.cacheepoch`), which
-        vouches for the rest. Nothing more once ``current()`` is false or a write failed: the agent writes
-        an unconfirmed partition whole once the cache answers."""
+        :data:`RECACHE_SLICE_POSITIONS` (:data:`WRITE_WHOLE`: one call per SKU hash and per location index),
+        the next sent while the cache takes the one before; then its holds, its locations' clocks and its
+        epoch (:mod:`streams.cacheepoch`), which vouches for the rest. Nothing more once ``current()`` is
+        false or a write failed: the agent writes an unconfirmed partition whole once the cache answers."""
         if not self.epochs.reachable:
             return
-        by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
-        by_location: dict[str, dict[str, int]] = defaultdict(dict)
+        by_sku: dict[str, list[bytes]] = defaultdict(list)
+        by_location: dict[str, list[str]] = defaultdict(list)
         for sku, location_id, position in state.positions():
-            by_sku[sku][location_id] = wire.cache_field(position)
-            by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
-        if not await self._execute_in_turn(self._slices(by_sku, by_location), current):
+            by_sku[sku].append(b"%s %s" % (location_id.encode(), wire.cache_field(position)))
+            by_location[location_id].append(f"{position.on_hand - position.reserved - position.safety_stock} {sku}")
+        if not await self._write_whole(self._slices(by_sku, by_location), current):
             return
         await self._write_cache({}, [], [state.partition], {state.partition: state})
 
-    def _slices(self, by_sku: dict[str, dict[str, bytes]], by_location: dict[str, dict[str, int]]) -> Iterator[Any]:
+    def _slices(self, by_sku: dict[str, list[bytes]], by_location: dict[str, list[str]]) -> Iterator[Any]:
         """Pipelines of whole SKU hashes and location indexes, about :data:`RECACHE_SLICE_POSITIONS` each."""
         pipe, size = self.cache.pipeline(transaction=False), 0
         for sku, fields in by_sku.items():
-            pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
+            pipe.evalsha(WRITE_WHOLE_SHA, 1, topics.position_key(sku), "HSET", b" ".join(fields))
             size += len(fields)
             if size >= RECACHE_SLICE_POSITIONS:
                 pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)  # after the hashes (api/answercache.py)
                 yield pipe
                 pipe, size = self.cache.pipeline(transaction=False), 0
         for location_id, scores in by_location.items():
-            pipe.zadd(topics.location_index_key(location_id), scores)
+            pipe.evalsha(WRITE_WHOLE_SHA, 1, topics.location_index_key(location_id), "ZADD", " ".join(scores))
             size += len(scores)
             if size >= RECACHE_SLICE_POSITIONS:
                 yield pipe
@@ -527,12 +549,14 @@ class Engine:
         pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)
         yield pipe
 
-    async def _execute_in_turn(self, pipes: Iterator[Any], current: Callable[[], bool]) -> bool:
+    async def _write_whole(self, pipes: Iterator[Any], current: Callable[[], bool]) -> bool:
         """Execute the pipelines in order, each sent while the cache still works on the one before (two in
-        flight at most); whether all were written. A failure stops there (see :meth:`_write_cache`)."""
+        flight at most), :data:`WRITE_WHOLE` loaded first; whether all were written. A failure stops there
+        (see :meth:`_write_cache`)."""
         in_flight: list[asyncio.Future[Any]] = []
         try:
             with self.metrics.cache_write():
+                await self.cache.script_load(WRITE_WHOLE)
                 for pipe in pipes:
                     if not current():
                         return False
@@ -586,9 +610,13 @@ class Engine:
         """Send postings to the ERP feed and wait for delivery; then the state may forget them."""
         if not postings:
             return
-        await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
-                                orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
+        await self._send_postings(postings)
         state.confirm(postings)
+
+    async def _send_postings(self, postings: Sequence[Posting]) -> None:
+        if postings:
+            await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
+                                    orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
 
     async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]]) -> None:
         """Send the partitions' change records to the feed, keyed by SKU (each partition's in its order), in
@@ -596,10 +624,14 @@ class Engine:
         them (see :meth:`_post`)."""
         if not any(changes for _, changes in outboxes):
             return
-        await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)), None)
-                                for _, changes in outboxes for change in changes), remember_keys=False)
+        await self._send_changes([change for _, changes in outboxes for change in changes])
         for state, changes in outboxes:
             state.confirm_changes(changes)
+
+    async def _send_changes(self, changes: Sequence[Change]) -> None:
+        if changes:
+            await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)),
+                                     None) for change in changes), remember_keys=False)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
                            fresh: list[int], loaded: Mapping[int, PartitionState] | None = None) -> None:

@@ -237,6 +237,8 @@ async def test_a_restarted_worker_is_not_ready_until_its_positions_are_served(ow
             await eventually(ready_now, timeout=120, what="/readyz 200")
             wrong = [sku for sku in skus if await _served(client, sku) != expected[sku]]
         assert not wrong, f"ready with {len(wrong)} of {len(skus)} SKUs not served right; /readyz said {answers}"
+        index = await cluster.cache.zrange(topics.location_index_key(stores[0]), 0, -1, withscores=True)
+        assert {sku.decode(): score for sku, score in index} == {sku: expected[sku][stores[0]] for sku in skus}
         beats = [orjson.loads(await cluster.cache.get(key))
                  async for key in cluster.cache.scan_iter(match=topics.HEARTBEAT_PREFIX + "*")]
         assert [beat["loading"] for beat in beats] == [[]]
