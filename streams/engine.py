@@ -41,18 +41,20 @@ input at the offset the recovered marker names (seeking there if Faust's committ
 gap that opens later is read from the log, see :mod:`streams.gate`, and so is the tail of an input that
 stops delivering short of its end). What the cache showed of batches
 not yet flushed is written again by the replay. The state records of a flush cut short carry the input
-offsets they include and the event ids they applied, so the replay neither loses nor doubles. Loading
-a partition first re-sends every posting and change record still in an outbox (a crash between steps 4
-and 6, or before a confirmation was written): the same ids with the same content, which the ERP and
-the feed's consumers take idempotently;
-and publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5
-stored them unpublished, and their replay is a duplicate that decides nothing).
+offsets they include and the event ids they applied, so the replay neither loses nor doubles. The
+first flush of a loaded partition re-sends every posting and change record still in an outbox (a crash
+between steps 4 and 6, or before a confirmation was written), at its steps 6, with its own among them:
+the same ids with the same content, which the ERP and the feed's consumers take idempotently, and no
+record of the partition is sent before them. Loading a partition publishes again the decisions of the
+last two flushes it finds (a crash between steps 4 and 5 stored them unpublished, and their replay is a
+duplicate that decides nothing).
 
 A partition is loaded as soon as Faust has restored the table after an assignment, ahead of its first
 event and one partition at a time (:mod:`streams.loads`); the load writes the partition's positions to
 the cache whole (in slices) and marks its cache epoch before the state is handed to the agent, which
 awaits the load of a partition it has events for. Until every assigned partition is loaded and written
-whole, the worker's heartbeat does not say caught up (``/readyz`` answers 503).
+whole, the worker's heartbeat does not say caught up (``/readyz`` answers 503), and only batches that
+decided a reservation flush: the outboxes loaded partitions re-send would slow the loads readiness waits for.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ class Engine:
         self.cache_written_at = time.monotonic()
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
         self.loads = Loads(self._load_partition)  # assigned partitions loaded ahead of their first event
+        self.resend: set[int] = set()  # loaded partitions whose outboxes their first flush re-sends
         self.arrived: dict[TP, float] = {}  # when a message of each input partition last arrived (monotonic)
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
         self.routed = app.topic(topics.ROUTED, key_type=bytes, value_type=bytes)
@@ -273,7 +276,8 @@ class Engine:
             if snapshots or fresh:
                 await self._write_cache(snapshots, [], fresh)
                 self.cache_written_at = time.monotonic()
-            if time.monotonic() - self.flushed_at >= self._flush_interval(behind):
+            # while partitions load, flushes wait (the loads are what readiness waits for)
+            if time.monotonic() - self.flushed_at >= self._flush_interval(behind) and not self.loads.under_way():
                 acked, flushes = await self._flush(now_ms, {}, [])
         await self.gate.seek_due()
         self.metrics.batch(done, batch.dead_letters, flushes, snapshots, time.perf_counter() - started)
@@ -307,10 +311,23 @@ class Engine:
         for partition, flush in flushes.items():
             written[partition] = [*written.get(partition, []), *flush.cache]
         await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
+        resend = self.resend.intersection(states)  # their outboxes hold this flush's postings and changes too
         for partition, flush in flushes.items():
-            await self._post(states[partition], flush.postings)
-        await self._announce([(states[partition], flush.changes) for partition, flush in flushes.items()])
+            if partition not in resend:
+                await self._post(states[partition], flush.postings)
+        await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend])
+        for partition in sorted(resend):
+            await self._resend(states[partition])
         return acked, flushes
+
+    async def _resend(self, state: PartitionState) -> None:
+        """A loaded partition's outboxes, sent whole by its first flush: postings and change records stored
+        before a restart and maybe never sent (or never confirmed), unchanged, and the flush's own."""
+        await self._send_postings(state.outbox())
+        await self._send_changes(state.change_outbox())  # after the postings, as a flush sends them
+        state.confirm_outboxes()  # the agent alone touches an installed state: all they held was delivered
+        if self.states.get(state.partition) is state:  # not loaded again meanwhile
+            self.resend.discard(state.partition)
 
     async def _read_log(self, tp: TP, start: int, end: int) -> list[Any] | None:
         try:  # bounded: a read that hangs must fall back to seeking, never stall the partition
@@ -437,10 +454,13 @@ class Engine:
         state = await self._load(partition, generation)
         if state is not None and generation == self.rebalances:
             self.states[partition] = state
+            if state.outbox() or state.change_outbox():
+                self.resend.add(partition)
 
     async def _load(self, partition: int, generation: int) -> PartitionState | None:
         """The partition's state as its changelog left it (inputs it never consumed start at their
-        beginning), its positions re-written to the cache whole, its outboxes re-sent. None when a
+        beginning), its positions re-written to the cache whole (its outboxes are re-sent by its first
+        flush: :meth:`_resend`). None when a
         rebalance (``generation`` no longer current) cut it short: a load from a table another assignment
         may change is dropped, and writes nothing further."""
         started = time.monotonic()
@@ -477,14 +497,10 @@ class Engine:
         if not current():
             return None
         await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
-        unsent = state.outbox()
-        await self._send_postings(unsent)  # decided and stored before a crash: sent again, unchanged
-        await self._send_changes(state.change_outbox())  # the same for the change feed, after them
-        state.confirm_outboxes()  # nothing else has touched the state: what they held was all delivered
-        log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s "
-                 "(decoded %.2f s, re-cached %.2f s, outboxes %.2f s); inputs resume at %s", partition, records,
-                 sum(len(b.positions) for b in state.buckets.values()), len(state.holds), len(unsent),
-                 time.monotonic() - started, decoded - started, cached - decoded, time.monotonic() - cached,
+        log.info("partition %d: loaded %d state records (%d positions, %d holds; %d postings and %d change records "
+                 "to re-send) in %.2f s (decoded %.2f s, re-cached %.2f s); inputs resume at %s", partition, records,
+                 sum(len(b.positions) for b in state.buckets.values()), len(state.holds), len(state.outbox()),
+                 len(state.change_outbox()), time.monotonic() - started, decoded - started, cached - decoded,
                  state.inputs)
         return state if current() else None
 
@@ -584,6 +600,7 @@ class Engine:
             self.unflushed.pop(partition, None)
         self.unacked = [event for event in self.unacked if event.message.partition not in partitions]
         self.loads.forget(partitions)
+        self.resend.difference_update(partitions)
         self.epochs.forget(partitions)
         self.clocks.forget(partitions)
         self.gate.reset()
