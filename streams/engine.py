@@ -67,7 +67,7 @@ import socket
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -509,7 +509,7 @@ class Engine:
         event loop served in between); the number of records, or None once ``current()`` is false."""
         partition = state.partition
         raw: list[tuple[str, bytes]] = []
-        for raw_key, raw_value in self.table.data.items():  # no await: the store may change in between
+        for raw_key, raw_value in self._stored_items(partition):  # no await: the store may change in between
             key = raw_key.decode()
             if raw_value is not None and wire.partition_of_key(key) == partition:
                 raw.append((key, raw_value))
@@ -520,6 +520,17 @@ class Engine:
             if not current():
                 return None
         return len(raw)
+
+    def _stored_items(self, partition: int) -> Iterable[tuple[bytes, bytes | None]]:
+        """The table's records to look through for ``partition``'s: on a RocksDB store, which keeps a
+        database per partition, that partition's alone (through the whole table, every load of a 1M-position
+        recovery read every partition's values: 8 times the 330 MB it needs); on the memory store, all."""
+        store: Any = self.table.data
+        databases: Any = getattr(store, "_dbs", {})  # faust.stores.rocksdb.Store (not in Faust's declared types)
+        own = partition in databases and hasattr(store, "_visible_items")
+        items: Iterable[tuple[bytes, bytes | None]] = (store._visible_items(databases[partition]) if own
+                                                       else store.items())
+        return items
 
     async def _streams_resumed(self, current: Callable[[], bool]) -> bool:
         """Wait until Faust has sought the inputs to the group's offsets after its table recovery (a load
