@@ -19,7 +19,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the cache and the broker answer and a worker's heartbeat is fresh."""
+    """200 when the cache and the broker answer, a worker's heartbeat is fresh and every fresh one is
+    caught up: within a batch of its inputs' ends, every assigned partition loaded and in the cache."""
     checks: dict[str, str] = {}
     cache = request.app[CACHE]
     try:
@@ -39,7 +40,7 @@ async def _workers(request: web.Request) -> str:
     cache = request.app[CACHE]
     stale_after = request.app[SETTINGS].tick_interval_ms / 1000 * 5 + 5
     now = time.time()
-    fresh = caught_up = 0
+    fresh = caught_up = loading = 0
     async for key in cache.scan_iter(match=topics.HEARTBEAT_PREFIX + "*", count=100):
         raw = await cache.get(key)
         if not raw:
@@ -48,6 +49,10 @@ async def _workers(request: web.Request) -> str:
         if now - beat.get("at", 0) <= stale_after:
             fresh += 1
             caught_up += bool(beat.get("caught_up"))
+            loading += len(beat.get("loading") or ())
     if not fresh:
         return "no worker heartbeat"
-    return "ok" if caught_up == fresh else "catching up"
+    if caught_up == fresh:
+        return "ok"
+    # a worker is caught up only once every partition it was assigned is loaded and written to the cache whole
+    return f"loading {loading} partition(s)" if loading else "catching up"

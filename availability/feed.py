@@ -128,7 +128,12 @@ def outbox_json(changes: Iterable[Change]) -> str:
 
 
 def outbox_from_wire(rows: Iterable[list[Any]] | None) -> list[Change]:
-    return [Change(change_id, sku, location_id, channel, kind, int(ats), int(previous), int(threshold), int(as_of),
-                   int(detected), tuple(event_ids))
+    """An outbox as :func:`outbox_json` wrote it (its numbers are integers there). Built with
+    ``tuple.__new__``, as ``_make`` does: a partition load may restore one change per position."""
+    return [_new(Change, (change_id, sku, location_id, channel, kind, ats, previous, threshold, as_of, detected,
+                          tuple(event_ids)))
             for change_id, sku, location_id, channel, kind, ats, previous, threshold, as_of, detected, event_ids
             in rows or ()]
+
+
+_new = tuple.__new__

@@ -170,7 +170,7 @@ class Netting:
         the pending entries changed (``n``), those closed (``x``), and the outbox and revision bookkeeping as
         they are now (``o``, ``c``, ``s``: small). Closing windows therefore costs a record of changes, not a
         rewrite of the whole bucket (windows close every few seconds of a busy day)."""
-        self._encode()
+        self._encode(self._changed)
         closed = ",".join([f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start}]"
                            for sku, kind, start in self._closed])
         return (f'{{"n":[{",".join(map(self._texts.__getitem__, self._changed))}],"x":[{closed}],'
@@ -198,15 +198,21 @@ class Netting:
     def _outbox_json(self) -> str:
         return json.dumps([list(posting) for posting in self.outbox], separators=(",", ":")) if self.outbox else "[]"
 
-    def _encode(self) -> None:
-        texts = self._texts
-        for entry in self._stale:
+    def _encode(self, only: set[Entry] | None = None) -> None:
+        """Keep the JSON of the stale entries (of those in ``only``: a netting just loaded is stale whole,
+        and a record of its changes needs only the changed ones)."""
+        texts, stale = self._texts, self._stale
+        entries = stale if only is None or len(only) >= len(stale) else only & stale
+        for entry in entries:
             sku, kind, start = entry
             qty, count, ids = self.pending[entry]
             named = ",".join(map(encode_basestring_ascii, ids))
             texts[entry] = (f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count},"
                             f"[{named}]]")
-        self._stale.clear()
+        if entries is stale:
+            stale.clear()
+        else:
+            stale.difference_update(entries)
 
     @classmethod
     def from_wire(cls, data: dict[str, Any] | None) -> Netting:
@@ -220,12 +226,17 @@ def _pending(row: list[Any]) -> tuple[Entry, tuple[int, int, tuple[str, ...]]]:
     """A pending entry as stored: ``[sku, kind, start, qty, count, ids]`` (``ids`` missing in records
     written before postings named their events)."""
     sku, kind, start, qty, count, *ids = row
-    return (sku, kind, int(start)), (int(qty), int(count), tuple(ids[0]) if ids else ())
+    return (sku, kind, start), (qty, count, tuple(ids[0]) if ids else ())  # integers as written (_encode)
 
 
 def _posting(row: list[Any]) -> Posting:
-    posting = Posting(*row)
-    return posting._replace(event_ids=tuple(posting.event_ids))
+    """A posting as stored (``event_ids`` missing in records written before postings named their events)."""
+    posting_id, sku, location_id, kind, qty, start, end, revision, count, *ids = row
+    return _new(Posting, (posting_id, sku, location_id, kind, qty, start, end, revision, count,
+                          tuple(ids[0]) if ids else ()))  # tuple.__new__, as _make: one per posting of a load
+
+
+_new = tuple.__new__
 
 
 def totals(postings: Iterable[Posting]) -> dict[tuple[str, str], int]:

@@ -132,7 +132,7 @@ class _Bucket:
 
     def changes_json(self) -> str:
         """The record of the changes since the full record (cumulative: it replaces the last one)."""
-        self._encode()
+        self._encode(self.changed)
         decisions, self.decisions = self.decisions, {}
         return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.changed), decisions,
                            self.netting.changes_json(), self.ids, self._feed_json())
@@ -152,11 +152,18 @@ class _Bucket:
     def _feed_json(self) -> str | None:
         return outbox_json(self.feed) if self.feed else None
 
-    def _encode(self) -> None:
-        texts = self.texts
-        for sku in self.stale:
+    def _encode(self, only: set[str] | None = None) -> None:
+        """Keep the JSON of the stale positions (of those in ``only``): a bucket just loaded is stale
+        whole, and a record of its changes needs only the changed ones."""
+        texts, stale = self.texts, self.stale
+        if only is None or len(only) >= len(stale):
+            for sku in stale:
+                texts[sku] = position_entry_json(sku, self.positions[sku])
+            stale.clear()
+            return
+        for sku in only & stale:
             texts[sku] = position_entry_json(sku, self.positions[sku])
-        self.stale.clear()
+            stale.discard(sku)
 
 
 class PartitionState:
@@ -475,6 +482,17 @@ class PartitionState:
                 if len(kept) != len(bucket.feed):
                     bucket.feed = kept
                     self._dirty_buckets.add(address)
+
+    def confirm_outboxes(self) -> None:
+        """Every posting and change record the outboxes hold was delivered: a loaded state whose outboxes
+        were re-sent whole before anything else touched it. What :meth:`confirm` and
+        :meth:`confirm_changes` of all of them do, without finding each one's bucket (a 1M-position load
+        re-sends up to 1M of each: finding their buckets was 10% of its time, py-spy)."""
+        for address, bucket in self.buckets.items():
+            if bucket.netting.outbox or bucket.feed:
+                bucket.netting.outbox = []
+                bucket.feed = []
+                self._dirty_buckets.add(address)
 
     def outbox(self) -> list[Posting]:
         """Every closed posting not yet confirmed as sent (after a restart: to send again, unchanged)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--positions", type=int, default=1_000_000, help="positions in the changelog (default 1M)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per topic (default 8)")
     parser.add_argument("--profile", type=Path, help="py-spy record the recovering worker into this file (raw)")
+    parser.add_argument("--log", type=Path, help="keep the recovering worker's log in this file (each partition's "
+                                                   "load is timed there)")
     return parser.parse_args(argv)
 
 
@@ -106,7 +109,7 @@ async def flush_cache(rig: rigs.Rig) -> None:
         await cache.aclose()
 
 
-def measure(count: int, partitions: int, profile: Path | None = None) -> dict[str, Any]:
+def measure(count: int, partitions: int, profile: Path | None = None, log: Path | None = None) -> dict[str, Any]:
     workload = positions.build(count, partitions)
     locations = len(workload.messages)
     with rigs.rig(partitions) as rig:
@@ -136,6 +139,8 @@ def measure(count: int, partitions: int, profile: Path | None = None) -> dict[st
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=60)
                 embedded.stop_process(second, timeout=60)
+                if log is not None:
+                    shutil.copyfile(rig.root / "worker-2.log", log)
         finally:
             embedded.stop_process(api, timeout=20)
     total = max(ready_s, served_s)
@@ -171,7 +176,7 @@ def report(figures: dict[str, Any]) -> None:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure and print; returns the figures (``make bench`` writes them with the others)."""
     args = arguments(argv)
-    figures = measure(args.positions, args.partitions, args.profile)
+    figures = measure(args.positions, args.partitions, args.profile, args.log)
     report(figures)
     return figures
 

@@ -41,12 +41,20 @@ input at the offset the recovered marker names (seeking there if Faust's committ
 gap that opens later is read from the log, see :mod:`streams.gate`, and so is the tail of an input that
 stops delivering short of its end). What the cache showed of batches
 not yet flushed is written again by the replay. The state records of a flush cut short carry the input
-offsets they include and the event ids they applied, so the replay neither loses nor doubles. Loading
-a partition first re-sends every posting and change record still in an outbox (a crash between steps 4
-and 6, or before a confirmation was written): the same ids with the same content, which the ERP and
-the feed's consumers take idempotently;
-and publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5
-stored them unpublished, and their replay is a duplicate that decides nothing).
+offsets they include and the event ids they applied, so the replay neither loses nor doubles. The
+first flush of a loaded partition re-sends every posting and change record still in an outbox (a crash
+between steps 4 and 6, or before a confirmation was written), at its steps 6, with its own among them:
+the same ids with the same content, which the ERP and the feed's consumers take idempotently, and no
+record of the partition is sent before them. Loading a partition publishes again the decisions of the
+last two flushes it finds (a crash between steps 4 and 5 stored them unpublished, and their replay is a
+duplicate that decides nothing).
+
+A partition is loaded as soon as Faust has restored the table after an assignment, ahead of its first
+event and one partition at a time (:mod:`streams.loads`); the load writes the partition's positions to
+the cache whole (in slices) and marks its cache epoch before the state is handed to the agent, which
+awaits the load of a partition it has events for. Until every assigned partition is loaded and written
+whole, the worker's heartbeat does not say caught up (``/readyz`` answers 503), and only batches that
+decided a reservation flush: the outboxes loaded partitions re-send would slow the loads readiness waits for.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ import socket
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -86,6 +94,7 @@ from availability.validation import EventRejected, Rejection, validate_event
 
 from .cacheepoch import CacheEpochs, CacheErrors
 from .gate import InputGate, Verdict
+from .loads import Loads
 from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
 from .produce import BatchSender, Record
@@ -131,6 +140,27 @@ return #KEYS
 HISTORY_CALL_KEYS = 5_000
 PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
+#: a loaded partition's positions go to the cache in pipelines of about this many (whole SKU hashes each)
+RECACHE_SLICE_POSITIONS = 20_000
+
+#: a loaded partition written whole: KEYS[1] a position hash (or a location index), ARGV[1] ``HSET`` (or
+#: ``ZADD``), ARGV[2] its field-value (score-member) pairs, separated by spaces (ids have none:
+#: ``availability.events.ID_CHARS``). One argument per key, not two per position: redis-py packing each
+#: argument in Python was 10% of a 1M-position recovery (py-spy). One key per call: Redis Cluster takes it.
+WRITE_WHOLE = """
+local command, args = ARGV[1], {}
+for token in string.gmatch(ARGV[2], "%S+") do
+  args[#args + 1] = token
+  if #args == 1000 then redis.call(command, KEYS[1], unpack(args)); args = {} end
+end
+if #args > 0 then redis.call(command, KEYS[1], unpack(args)) end
+return 1
+"""
+WRITE_WHOLE_SHA = hashlib.sha1(WRITE_WHOLE.encode(), usedforsecurity=False).hexdigest()
+
+#: a partition's state records are decoded this many at a time, the event loop served in between
+LOAD_SLICE_RECORDS = 200
+
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
 #: worker reads that tail from the log itself (see Engine._read_skipped_tails); while the worker is
 #: behind, Faust's consumer holds back what it fetched of some inputs for longer than that as a matter of
@@ -157,6 +187,8 @@ class Engine:
         self.flushed_at = time.monotonic()
         self.cache_written_at = time.monotonic()
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
+        self.loads = Loads(self._load_partition)  # assigned partitions loaded ahead of their first event
+        self.resend: set[int] = set()  # loaded partitions whose outboxes their first flush re-sends
         self.arrived: dict[TP, float] = {}  # when a message of each input partition last arrived (monotonic)
         self.inputs = app.topic(*topics.CONSUMED_TOPICS, key_type=bytes, value_type=bytes)
         self.routed = app.topic(topics.ROUTED, key_type=bytes, value_type=bytes)
@@ -173,6 +205,7 @@ class Engine:
         self.gate = InputGate(self._seek)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(self._on_recovered)  # type: ignore[arg-type]
         app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     # ---- the agent -----------------------------------------------------------------------------
@@ -187,11 +220,8 @@ class Engine:
         every event the flushed state covers (none when this batch did not flush)."""
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
-        for partition in {event.message.partition for event in events} & self._owned() - self.states.keys():
-            rebalances = self.rebalances
-            loaded = await self._load(partition)
-            if self.rebalances == rebalances:  # else loaded from a table another assignment may change
-                self.states[partition] = loaded
+        for partition in sorted({event.message.partition for event in events} & self._owned() - self.states.keys()):
+            await self.loads.start(partition, self.rebalances)  # installs the state unless a rebalance intervened
         batch = Batch()
         done = []
         arrived = time.monotonic()
@@ -249,7 +279,8 @@ class Engine:
             if snapshots or fresh:
                 await self._write_cache(snapshots, [], fresh)
                 self.cache_written_at = time.monotonic()
-            if time.monotonic() - self.flushed_at >= self._flush_interval(behind):
+            # while partitions load, flushes wait (the loads are what readiness waits for)
+            if time.monotonic() - self.flushed_at >= self._flush_interval(behind) and not self.loads.under_way():
                 acked, flushes = await self._flush(now_ms, {}, [])
         await self.gate.seek_due()
         self.metrics.batch(done, batch.dead_letters, flushes, snapshots, time.perf_counter() - started)
@@ -283,10 +314,23 @@ class Engine:
         for partition, flush in flushes.items():
             written[partition] = [*written.get(partition, []), *flush.cache]
         await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
+        resend = self.resend.intersection(states)  # their outboxes hold this flush's postings and changes too
         for partition, flush in flushes.items():
-            await self._post(states[partition], flush.postings)
-        await self._announce([(states[partition], flush.changes) for partition, flush in flushes.items()])
+            if partition not in resend:
+                await self._post(states[partition], flush.postings)
+        await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend])
+        for partition in sorted(resend):
+            await self._resend(states[partition])
         return acked, flushes
+
+    async def _resend(self, state: PartitionState) -> None:
+        """A loaded partition's outboxes, sent whole by its first flush: postings and change records stored
+        before a restart and maybe never sent (or never confirmed), unchanged, and the flush's own."""
+        await self._send_postings(state.outbox())
+        await self._send_changes(state.change_outbox())  # after the postings, as a flush sends them
+        state.confirm_outboxes()  # the agent alone touches an installed state: all they held was delivered
+        if self.states.get(state.partition) is state:  # not loaded again meanwhile
+            self.resend.discard(state.partition)
 
     async def _read_log(self, tp: TP, start: int, end: int) -> list[Any] | None:
         try:  # bounded: a read that hangs must fall back to seeking, never stall the partition
@@ -401,20 +445,47 @@ class Engine:
         return False
 
     # ---- state ---------------------------------------------------------------------------------
-    async def _load(self, partition: int) -> PartitionState:
-        """The partition's state as its changelog left it; inputs it never consumed start at their beginning."""
+    def _load_ahead(self, owned: set[int]) -> None:
+        """Start loading every partition in ``owned`` still without a state (:mod:`streams.loads`)."""
+        for partition in sorted(owned - self.states.keys()):
+            self.loads.start(partition, self.rebalances)
+
+    async def _on_recovered(self, sender: Any, **kwargs: Any) -> None:
+        """Faust restored the table for the current assignment: load its partitions now, not on their
+        first event (a partition without traffic would wait for its clock tick)."""
+        self._load_ahead(self._owned())
+
+    async def _load_partition(self, partition: int, generation: int) -> None:
+        """Load the partition (:meth:`_load`) and install its state, unless a rebalance came in between."""
+        if generation != self.rebalances or partition in self.states:
+            return
+        state = await self._load(partition, generation)
+        if state is not None and generation == self.rebalances:
+            self.states[partition] = state
+            if state.outbox() or state.change_outbox():
+                self.resend.add(partition)
+
+    async def _load(self, partition: int, generation: int) -> PartitionState | None:
+        """The partition's state as its changelog left it (inputs it never consumed start at their
+        beginning), its positions re-written to the cache whole (its outboxes are re-sent by its first
+        flush: :meth:`_resend`). None when a
+        rebalance (``generation`` no longer current) cut it short: a load from a table another assignment
+        may change is dropped, and writes nothing further."""
         started = time.monotonic()
+
+        def current() -> bool:
+            return generation == self.rebalances
+
+        self.epochs.forget([partition])  # confirmed again by this load's whole snapshot
         state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
                                window_ms=self.settings.erp_window_seconds * 1000,
                                grace_ms=self.settings.erp_grace_seconds * 1000,
                                history=self.settings.history_limit > 0, feed=self.feed)
-        records = 0
-        for raw_key, raw_value in self.table.data.items():
-            key = raw_key.decode()
-            if raw_value is not None and wire.partition_of_key(key) == partition:
-                state.load(key, orjson.loads(raw_value))
-                records += 1
+        records = await self._read_state(state, current)
+        if records is None or not await self._streams_resumed(current):
+            return None
+        decoded = time.monotonic()
         fresh = [TP(topic, partition) for topic, code in topics.TOPIC_CODE.items() if state.expects(code) is None]
         if fresh:
             for tp, offset in (await self.app.consumer.earliest_offsets(*fresh)).items():
@@ -424,18 +495,119 @@ class Engine:
         committed = getattr(self.app.consumer, "_committed_offset", {})
         resume = {TP(topic, partition): state.expects(code) for topic, code in topics.TOPIC_CODE.items()}
         moves = {tp: offset for tp, offset in resume.items() if offset is not None and committed.get(tp) != offset}
-        if moves:
+        if moves and current():
             await self.app.consumer.seek_wait(moves)
-        state.resnapshot()  # the cache may be empty or stale: re-write what this partition owns
         await self.clocks.load(self.cache, partition)  # when its locations last spoke: not in the changelog
+        if not current():
+            return None
+        await self._recache(state, current)  # the cache may be empty or stale: re-write what this partition owns
+        cached = time.monotonic()
+        if not current():
+            return None
         await self._write_cache({}, state.recent_decisions(), [])  # stored before a crash, maybe never published
-        unsent = state.outbox()
-        await self._post(state, unsent)  # decided and stored before a crash: sent again, unchanged
-        await self._announce([(state, state.change_outbox())])  # the same for the change feed
-        log.info("partition %d: loaded %d state records (%d positions, %d holds, %d postings re-sent) in %.2f s; "
-                 "inputs resume at %s", partition, records, sum(len(b.positions) for b in state.buckets.values()),
-                 len(state.holds), len(unsent), time.monotonic() - started, state.inputs)
-        return state
+        log.info("partition %d: loaded %d state records (%d positions, %d holds; %d postings and %d change records "
+                 "to re-send) in %.2f s (decoded %.2f s, re-cached %.2f s); inputs resume at %s", partition, records,
+                 sum(len(b.positions) for b in state.buckets.values()), len(state.holds), len(state.outbox()),
+                 len(state.change_outbox()), time.monotonic() - started, decoded - started, cached - decoded,
+                 state.inputs)
+        return state if current() else None
+
+    async def _read_state(self, state: PartitionState, current: Callable[[], bool]) -> int | None:
+        """Restore the partition's records from the table's store into ``state``, a slice at a time (the
+        event loop served in between); the number of records, or None once ``current()`` is false."""
+        partition = state.partition
+        raw: list[tuple[str, bytes]] = []
+        for raw_key, raw_value in self._stored_items(partition):  # no await: the store may change in between
+            key = raw_key.decode()
+            if raw_value is not None and wire.partition_of_key(key) == partition:
+                raw.append((key, raw_value))
+        for start in range(0, len(raw), LOAD_SLICE_RECORDS):
+            for key, value in raw[start:start + LOAD_SLICE_RECORDS]:
+                state.load(key, orjson.loads(value))
+            await asyncio.sleep(0)
+            if not current():
+                return None
+        return len(raw)
+
+    def _stored_items(self, partition: int) -> Iterable[tuple[bytes, bytes | None]]:
+        """The table's records to look through for ``partition``'s: on a RocksDB store, which keeps a
+        database per partition, that partition's alone (through the whole table, every load of a 1M-position
+        recovery read every partition's values: 8 times the 330 MB it needs); on the memory store, all."""
+        store: Any = self.table.data
+        databases: Any = getattr(store, "_dbs", {})  # faust.stores.rocksdb.Store (not in Faust's declared types)
+        own = partition in databases and hasattr(store, "_visible_items")
+        items: Iterable[tuple[bytes, bytes | None]] = (store._visible_items(databases[partition]) if own
+                                                       else store.items())
+        return items
+
+    async def _streams_resumed(self, current: Callable[[], bool]) -> bool:
+        """Wait until Faust has sought the inputs to the group's offsets after its table recovery (a load
+        begun at ``on_rebalance_complete`` gets there first): the load's own seek must come after it."""
+        tables: Any = self.app.tables  # actives_ready is not in the declared type
+        while current() and not tables.actives_ready:  # noqa: ASYNC110 (a flag Faust sets: no event to wait on)
+            await asyncio.sleep(0.02)
+        return current()
+
+    async def _recache(self, state: PartitionState, current: Callable[[], bool]) -> None:
+        """Every position of a loaded partition to the cache, in pipelines of about
+        :data:`RECACHE_SLICE_POSITIONS` (:data:`WRITE_WHOLE`: one call per SKU hash and per location index),
+        the next sent while the cache takes the one before; then its holds, its locations' clocks and its
+        epoch (:mod:`streams.cacheepoch`), which vouches for the rest. Nothing more once ``current()`` is
+        false or a write failed: the agent writes an unconfirmed partition whole once the cache answers."""
+        if not self.epochs.reachable:
+            return
+        by_sku: dict[str, list[bytes]] = defaultdict(list)
+        by_location: dict[str, list[str]] = defaultdict(list)
+        for sku, location_id, position in state.positions():
+            by_sku[sku].append(b"%s %s" % (location_id.encode(), wire.cache_field(position)))
+            by_location[location_id].append(f"{position.on_hand - position.reserved - position.safety_stock} {sku}")
+        if not await self._write_whole(self._slices(by_sku, by_location), current):
+            return
+        await self._write_cache({}, [], [state.partition], {state.partition: state})
+
+    def _slices(self, by_sku: dict[str, list[bytes]], by_location: dict[str, list[str]]) -> Iterator[Any]:
+        """Pipelines of whole SKU hashes and location indexes, about :data:`RECACHE_SLICE_POSITIONS` each."""
+        pipe, size = self.cache.pipeline(transaction=False), 0
+        for sku, fields in by_sku.items():
+            pipe.evalsha(WRITE_WHOLE_SHA, 1, topics.position_key(sku), "HSET", b" ".join(fields))
+            size += len(fields)
+            if size >= RECACHE_SLICE_POSITIONS:
+                pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)  # after the hashes (api/answercache.py)
+                yield pipe
+                pipe, size = self.cache.pipeline(transaction=False), 0
+        for location_id, scores in by_location.items():
+            pipe.evalsha(WRITE_WHOLE_SHA, 1, topics.location_index_key(location_id), "ZADD", " ".join(scores))
+            size += len(scores)
+            if size >= RECACHE_SLICE_POSITIONS:
+                yield pipe
+                pipe, size = self.cache.pipeline(transaction=False), 0
+        pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)
+        yield pipe
+
+    async def _write_whole(self, pipes: Iterator[Any], current: Callable[[], bool]) -> bool:
+        """Execute the pipelines in order, each sent while the cache still works on the one before (two in
+        flight at most), :data:`WRITE_WHOLE` loaded first; whether all were written. A failure stops there
+        (see :meth:`_write_cache`)."""
+        in_flight: list[asyncio.Future[Any]] = []
+        try:
+            with self.metrics.cache_write():
+                await self.cache.script_load(WRITE_WHOLE)
+                for pipe in pipes:
+                    if not current():
+                        return False
+                    in_flight.append(asyncio.ensure_future(pipe.execute()))
+                    if len(in_flight) == 2:
+                        await in_flight.pop(0)
+                while in_flight:
+                    await in_flight.pop(0)
+            return current()
+        except CacheErrors as exc:
+            log.warning("cache write failed (%s): every partition is written whole once the cache answers", exc)
+            self.epochs.failed(self.states)
+            return False
+        finally:
+            for future in in_flight:
+                future.cancel()
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         """What was applied of a revoked partition and not flushed is dropped, unacknowledged: whoever owns
@@ -446,11 +618,14 @@ class Engine:
             self.states.pop(partition, None)
             self.unflushed.pop(partition, None)
         self.unacked = [event for event in self.unacked if event.message.partition not in partitions]
+        self.loads.forget(partitions)
+        self.resend.difference_update(partitions)
         self.epochs.forget(partitions)
         self.clocks.forget(partitions)
         self.gate.reset()
 
     async def _on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        self.loads.cancel()
         await self.log_reader.close()
 
     def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -471,9 +646,13 @@ class Engine:
         """Send postings to the ERP feed and wait for delivery; then the state may forget them."""
         if not postings:
             return
-        await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
-                                orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
+        await self._send_postings(postings)
         state.confirm(postings)
+
+    async def _send_postings(self, postings: Sequence[Posting]) -> None:
+        if postings:
+            await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
+                                    orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
 
     async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]]) -> None:
         """Send the partitions' change records to the feed, keyed by SKU (each partition's in its order), in
@@ -481,17 +660,22 @@ class Engine:
         them (see :meth:`_post`)."""
         if not any(changes for _, changes in outboxes):
             return
-        await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)), None)
-                                for _, changes in outboxes for change in changes), remember_keys=False)
+        await self._send_changes([change for _, changes in outboxes for change in changes])
         for state, changes in outboxes:
             state.confirm_changes(changes)
 
+    async def _send_changes(self, changes: Sequence[Change]) -> None:
+        if changes:
+            await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)),
+                                     None) for change in changes), remember_keys=False)
+
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
-                           fresh: list[int]) -> None:
+                           fresh: list[int], loaded: Mapping[int, PartitionState] | None = None) -> None:
         """Position snapshots per partition (one hash per SKU), then reservation decisions (cached, then
         published), then the epochs of ``fresh`` partitions (written whole), in one pipeline. Decisions come
         only from a flush whose changelog is written. A cache that does not answer is written whole again
-        once it does (:mod:`streams.cacheepoch`), never a reason to stop applying."""
+        once it does (:mod:`streams.cacheepoch`), never a reason to stop applying. ``loaded``: the states
+        of ``fresh`` partitions being loaded (not yet in :attr:`states`)."""
         if not any(snapshots.values()) and not decisions and not fresh and not self.clocks.changed:
             return
         by_sku: dict[str, dict[str, bytes]] = defaultdict(dict)
@@ -512,7 +696,7 @@ class Engine:
             # kept as long as the worker remembers the hold, so a retry meets the original outcome
             pipe.set(topics.reservation_key(hold.reservation_id), body, ex=self.settings.dedupe_window_seconds)
             pipe.publish(topics.DECISIONS_CHANNEL, body)
-        self._rewrite_holds(pipe, fresh)
+        self._rewrite_holds(pipe, fresh, {**self.states, **(loaded or {})})
         self.clocks.write(pipe, fresh)  # when the locations last spoke (all of a partition written whole)
         self.epochs.mark(pipe, fresh)  # last: the snapshots before it vouch for it
         try:
@@ -565,13 +749,13 @@ class Engine:
                     raise
                 await self.cache.script_load(PUSH_HISTORY)
 
-    def _rewrite_holds(self, pipe: Any, partitions: list[int]) -> None:
+    def _rewrite_holds(self, pipe: Any, partitions: list[int], states: Mapping[int, PartitionState]) -> None:
         """With a partition written whole (the cache lost it, or the partition was taken over), also every
         hold it remembers, for the rest of the time it remembers it (not published: nobody waits on them),
         and the API's claim of its id for its location (never over a claim the cache still has)."""
         now_s = self.clock()
         for partition in partitions:
-            state = self.states.get(partition)
+            state = states.get(partition)
             for hold in state.holds.values() if state is not None else ():
                 left = int(hold.decided_ms / 1000 + self.settings.dedupe_window_seconds - now_s)
                 if left > 0:
@@ -613,6 +797,9 @@ class Engine:
         for partition in assigned:
             await self.routed.send(key=b"tick", value=value, partition=partition)
         await self.gate.seek_due()  # also when Faust dropped every message of a partition
+        tables: Any = self.app.tables  # actives_ready is not in the declared type
+        if tables.actives_ready:  # recovered and resumed: a partition whose load failed is loaded again
+            self._load_ahead(set(assigned))
         await self.epochs.check(self.cache, assigned)
         await self._list_ends()
         try:
@@ -623,9 +810,13 @@ class Engine:
             self.epochs.failed(())
 
     async def heartbeat(self, assigned: list[int]) -> None:
+        """``caught_up`` (what ``/readyz`` reads): within a batch of the inputs' ends, and every assigned
+        partition loaded and its positions written whole to the cache since it was assigned or the cache
+        last lost them (``loading`` lists those that are not)."""
         lag = self.lag()
+        loading = [p for p in assigned if p not in self.states or p not in self.epochs.confirmed]
         beat = {"at": self.clock(), "worker": self.worker_id, "partitions": assigned, "lag": lag,
-                "caught_up": lag <= self.settings.batch_max}
+                "loading": loading, "caught_up": lag <= self.settings.batch_max and not loading}
         await self.cache.set(topics.heartbeat_key(self.worker_id), orjson.dumps(beat), ex=30)
 
     async def _list_ends(self) -> None:

@@ -10,7 +10,9 @@ together: what a caller does next (confirm postings, record the changelog offset
 every record is in the log, or not at all (an error raises).
 
 The partition of a record sent by key is the one Kafka's default partitioner gives it (murmur2 of the
-key, as the producer computes it), remembered per key for keys that repeat (locations).
+key, as the producer computes it), computed once per key and call, and remembered across calls for keys
+that repeat (locations). A partition load re-sends its whole outboxes: 125k change records keyed by
+1,000 SKUs were 125k murmur2 runs.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ class BatchSender:
         ``remember_keys``: the keys repeat (remember their partitions); False for unique keys."""
         producer = self._producer
         builders: dict[tuple[str, int], list[Any]] = {}
+        keyed: dict[tuple[str, bytes], int] = {}  # this call's keys
         for topic, key, value, partition in records:
             if partition is None:
-                partition = await self._partition_of(producer, topic, key, remember_keys)
+                partition = keyed.get((topic, key))
+                if partition is None:
+                    partition = keyed[(topic, key)] = await self._partition_of(producer, topic, key, remember_keys)
             batches = builders.get((topic, partition))
             if batches is None:
                 batches = builders[(topic, partition)] = [producer.create_batch()]

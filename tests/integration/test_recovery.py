@@ -13,7 +13,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -22,6 +24,7 @@ from availability import topics
 from streams.admin import ensure_topics
 from tests.builders import delta, receipt, ref, sale, transfer
 
+from .apiserver import READER, bearer, serve, settings_for
 from .chaos import erp_agrees, report
 from .cluster import Cluster, eventually
 from .conftest import ready
@@ -197,6 +200,57 @@ async def test_resumes_where_the_state_ends_not_where_the_group_committed(own_br
 async def _on_hand_is(cluster: Cluster, sku: str, store: str, on_hand: int) -> bool:
     value = await cluster.position(sku, store)
     return value is not None and value[0] == on_hand
+
+
+async def test_a_restarted_worker_is_not_ready_until_its_positions_are_served(own_broker: str, redis_url: str,
+                                                                           tmp_path: Path) -> None:
+    """``/readyz`` says ready only once the worker has loaded every partition it was assigned and written
+    its positions back to the cache: a worker restarted on an empty disk, with the cache emptied, must
+    not be reported ready while the API would still answer from nothing. Whenever ``/readyz`` answers
+    200, every position is served as the arithmetic of the receipts."""
+    own_cache = urlunsplit(urlsplit(redis_url)._replace(path="/11"))  # no heartbeat of another test's workers
+    cluster = Cluster(own_broker, own_cache, tmp_path, partitions=4)
+    await ensure_topics(cluster.settings)
+    await cluster.cache.flushdb()
+    stores, skus = [ref("S") for _ in range(40)], [ref("SKU") for _ in range(600)]  # 24k positions: a load of seconds
+    expected = {sku: {store: 1 + (i + j) % 7 for j, store in enumerate(stores)} for i, sku in enumerate(skus)}
+    try:
+        cluster.start_worker("w0")
+        await ready(cluster)
+        await cluster.send_many([(topics.RECEIPTS, receipt(store, *[(sku, expected[sku][store]) for sku in skus]),
+                                  None) for store in stores])
+        await converge(cluster, {(sku, store): [on_hand, 0] for sku, by_store in expected.items()
+                                 for store, on_hand in by_store.items()}, timeout=120)
+        cluster.stop("w0")
+        await cluster.cache.flushdb()  # the positions (and the stopped worker's heartbeat) gone from the cache
+
+        cluster.start_worker("w1", wipe=True)
+        async with serve(settings_for(own_broker, own_cache, partitions="4")) as client:
+            answers: list[str] = []  # what /readyz said until it said ready
+
+            async def ready_now() -> bool:
+                response = await client.get("/readyz")
+                body = await response.json()
+                answers.append(body.get("detail", body["status"]))
+                return response.status == 200
+
+            await eventually(ready_now, timeout=120, what="/readyz 200")
+            wrong = [sku for sku in skus if await _served(client, sku) != expected[sku]]
+        assert not wrong, f"ready with {len(wrong)} of {len(skus)} SKUs not served right; /readyz said {answers}"
+        index = await cluster.cache.zrange(topics.location_index_key(stores[0]), 0, -1, withscores=True)
+        assert {sku.decode(): score for sku, score in index} == {sku: expected[sku][stores[0]] for sku in skus}
+        beats = [orjson.loads(await cluster.cache.get(key))
+                 async for key in cluster.cache.scan_iter(match=topics.HEARTBEAT_PREFIX + "*")]
+        assert [beat["loading"] for beat in beats] == [[]]
+    finally:
+        await cluster.close()
+
+
+async def _served(client: Any, sku: str) -> dict[str, int] | None:
+    response = await client.get(f"/v1/availability/{sku}", headers=bearer(READER))
+    if response.status != 200:
+        return None
+    return {entry["location_id"]: entry["on_hand"] for entry in (await response.json())["locations"]}
 
 
 class AsFaust(RoundRobinPartitionAssignor):

@@ -306,6 +306,24 @@ def test_the_outbox_keeps_closed_postings_until_confirmed() -> None:
     assert restore_netted(table_after([*flush.records, flush.marker], [*after.records, after.marker])).outbox() == []
 
 
+def test_outboxes_re_sent_whole_after_a_load_are_confirmed_at_once() -> None:
+    shard = netted_shard()
+    shard.send(sale("S1", ("A", 2), ("B", 1), at=T0 + 1_000))
+    shard.send(sale("S2", ("A", 1), at=T0 + 1_500))
+    shard.tick(LATER)
+    flush = shard.state.drain(LATER)
+    assert flush is not None
+    stored = [*flush.records, flush.marker]
+    restored = restore_netted(stored)  # crash before the send: the load re-sends both outboxes whole
+    assert sorted(restored.outbox()) == sorted(flush.postings)
+    restored.confirm_outboxes()
+    assert (restored.outbox(), restored.change_outbox()) == ([], [])
+    after = restored.drain(LATER)  # the confirmation rewrites the buckets without their outboxes
+    assert after is not None
+    assert restore_netted(table_after(stored, [*after.records, after.marker])).outbox() == []
+    assert snapshot(restore_netted(table_after(stored, [*after.records, after.marker]))) == snapshot(shard.state)
+
+
 # ---- properties -------------------------------------------------------------------------------------
 
 @settings(max_examples=200, deadline=None)
