@@ -25,7 +25,7 @@ import asyncio
 import tracemalloc
 from typing import Any
 
-from availability.dedupe import RecentIds
+from availability.dedupe import RecentIds, id_hash
 from streams import embedded
 
 from . import positions
@@ -52,7 +52,7 @@ def recent_ids_bytes(count: int = 1_000_000) -> float:
     before = tracemalloc.get_traced_memory()[0]
     ids = RecentIds(7 * 86_400_000)
     for index in range(count):
-        ids.add(f"ids-bench-{index:09d}")
+        ids.add(id_hash(f"ids-bench-{index:09d}"))
         if index % 2_000 == 1_999:
             ids.seal(index // 2_000, 0)
     ids.seal(count, 0)
