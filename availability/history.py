@@ -67,10 +67,13 @@ def record(entry_id: str, cause: Cause, movement: str, applied_ms: int, before: 
     if on_hand == before.on_hand and movement != "count" and before.count_ms is not None \
             and cause.occurred_ms <= before.count_ms:
         extra = {**extra, "c": before.count_id}  # a late movement the latest count already included
-    return orjson.dumps((entry_id, cause.event_id, cause.type, movement, cause.occurred_ms, applied_ms, cause.source,
-                         (on_hand - before.on_hand, reserved - before.reserved, in_transit - before.in_transit,
-                          damaged - before.damaged, safety_stock - before.safety_stock),
-                         after[:5], extra))
+    # copied: the ``bytes`` orjson returns keeps a 4,097-byte allocation behind it, and a flush holds one entry
+    # per line applied since the last (memray, 150k positions loaded: 88k entries, 360 MB at the peak)
+    return bytes(memoryview(orjson.dumps(
+        (entry_id, cause.event_id, cause.type, movement, cause.occurred_ms, applied_ms, cause.source,
+         (on_hand - before.on_hand, reserved - before.reserved, in_transit - before.in_transit,
+          damaged - before.damaged, safety_stock - before.safety_stock),
+         after[:5], extra))))
 
 
 _NOTHING_ELSE: dict[str, Any] = {}  # an entry's ``extra`` when it has none (encoded, never changed)

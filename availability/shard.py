@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from . import reservations as rsv
-from .dedupe import RecentIds
+from .dedupe import RecentIds, id_hash
 from .events import AnyEvent, Reservation, Sale, epoch_ms
 from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_json
 from .history import Cause
@@ -59,7 +59,9 @@ from .wire import (
     hold_from_wire,
     hold_key,
     hold_to_wire,
+    ids_from_wire,
     ids_key,
+    ids_record_json,
     marker_key,
     position_entry_json,
     position_from_wire,
@@ -254,7 +256,7 @@ class PartitionState:
             if hold.live:
                 heapq.heappush(self._expiries, (hold.expires_ms, hold.reservation_id))
         elif kind == "d":
-            self.ids.restore(int(rest), value["t"], value["ids"])
+            self.ids.restore(int(rest), *ids_from_wire(value))
             self.generation = max(self.generation, int(rest))
         elif key.startswith("m|"):
             self.generation = max(self.generation, value["generation"])
@@ -306,7 +308,8 @@ class PartitionState:
         others).
         """
         key = leg.dedupe_key(event.event_id)
-        if key in self.ids:
+        digest = id_hash(key)
+        if self.ids.seen(digest):
             return None
         self._applying = self._entry_base = key
         self._entry_no, self._now_ms, self._feed_cause = 0, now_ms, event.event_id
@@ -318,7 +321,7 @@ class PartitionState:
                 if rejection is None and isinstance(event, Sale) and event.reservation_id:
                     self._consume(event, source, now_ms)
             # A refused event is remembered too: its replay is refused again, never applied later.
-            self.ids.add(key)
+            self.ids.add(digest)
             return rejection
         finally:
             self._seal_touched(source)
@@ -642,7 +645,7 @@ class PartitionState:
         ids = self.ids.seal(generation, now_ms)
         if ids is not None:
             self.generation = generation
-            records.append((ids_key(p, generation), record_json({"t": now_ms, "ids": ids})))
+            records.append((ids_key(p, generation), ids_record_json(now_ms, ids)))
         records.extend((ids_key(p, dropped), None) for dropped in self._dropped_generations)
         marker = {"generation": self.generation, "at": now_ms, "since": self._flushed_at, "clock": self.event_clock_ms,
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}

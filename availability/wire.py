@@ -21,7 +21,8 @@ after recovery:
                                    whole bucket). Both carry the bucket's change feed outbox
                                    (``f``) whole, when it holds anything
 ``h|{p}|{reservation_id}``         one hold
-``d|{p}|{generation}``             the event ids first applied in one flush
+``d|{p}|{generation}``             the event ids first applied in one flush, as 64-bit hashes
+                                   (``h``: :func:`ids_record_json`)
 ``m|{p}``                          the flush marker: last generation, input offsets, when this
                                    flush and the one before it were taken; written last
 =================================  ==========================================================
@@ -29,14 +30,18 @@ after recovery:
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import sys
 import zlib
+from array import array
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from .dedupe import id_hash
 from .model import Position
 from .netting import Posting
 from .reservations import Hold, Shortfall
@@ -124,6 +129,26 @@ def bucket_json(version: int, watermarks: dict[int, int], positions: Iterable[st
 def record_json(value: Any) -> str:
     """Any other state record as JSON text (holds, ids, the marker)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def ids_record_json(first_ms: int, hashes: array[int]) -> str:
+    """An ids record: ``{"t": first seen, "h": the ids' hashes}``, each 8 bytes little-endian
+    (:func:`availability.dedupe.id_hash`), base64: 10.7 characters per id."""
+    if sys.byteorder != "little":
+        hashes = array("Q", hashes)
+        hashes.byteswap()
+    return f'{{"t":{int(first_ms)},"h":"{base64.b64encode(hashes.tobytes()).decode()}"}}'
+
+
+def ids_from_wire(value: dict[str, Any]) -> tuple[int, array[int]]:
+    """``(first seen, hashes)`` of an ids record; one written before the hashes (``"ids"``: the ids
+    themselves) is hashed as it loads."""
+    if "h" not in value:
+        return value["t"], array("Q", map(id_hash, value["ids"]))
+    hashes = array("Q", base64.b64decode(value["h"], validate=True))
+    if sys.byteorder != "little":
+        hashes.byteswap()
+    return value["t"], hashes
 
 
 def hold_to_wire(hold: Hold) -> list[Any]:

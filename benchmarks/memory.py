@@ -5,15 +5,19 @@
 RSS (``VmRSS``) and its peak RSS so far (``VmHWM``, what a container's memory limit meets):
 
 1. **baseline**: the worker joined, with an empty state (one sentinel event per partition applied);
-2. M one-line receipts (default 200,000), each its own event id, on a small state: MiB per million
-   remembered ids (first, while the heap is small: after the positions the allocator reuses what their
-   ingest freed, and RSS even fell while ids were added);
+2. M one-line receipts (default 200,000), each its own event id, on a small state, in two halves: MiB
+   per million remembered ids from the second half (first, while the heap is small: after the positions
+   the allocator reuses what their ingest freed, and RSS even fell while ids were added). The first half
+   also grows what the worker's first busy seconds grow whatever it applies (RocksDB memtables, the
+   producer's and the consumer's buffers, the allocator's free lists), which the second half finds there:
+   extrapolated 49-fold, that warm-up counted as a cost per id;
 3. N positions (default 1,000,000) in two halves (1,000-line receipt envelopes, one location each):
    MiB per 100k positions.
 
 10M event ids through the broker would take over an hour here (single events run at ~2,000 to 3,000/s),
 so the figure at 1M positions and 10M ids is **extrapolated** linearly: the RSS measured with N positions
-and M ids, plus (10M - M) times the growth per id, plus (1M - N) times the growth per position. As a
+and M ids, plus (10M - M) times the growth per id (the second half's), plus (1M - N) times the growth per
+position. As a
 cross-check the dedupe structure alone (:class:`availability.dedupe.RecentIds`) is measured in-process with
 tracemalloc for 1M ids of the same shape. Target (issue 6): <= 2 GiB.
 """
@@ -25,7 +29,7 @@ import asyncio
 import tracemalloc
 from typing import Any
 
-from availability.dedupe import RecentIds
+from availability.dedupe import RecentIds, id_hash
 from streams import embedded
 
 from . import positions
@@ -52,7 +56,7 @@ def recent_ids_bytes(count: int = 1_000_000) -> float:
     before = tracemalloc.get_traced_memory()[0]
     ids = RecentIds(7 * 86_400_000)
     for index in range(count):
-        ids.add(f"ids-bench-{index:09d}")
+        ids.add(id_hash(f"ids-bench-{index:09d}"))
         if index % 2_000 == 1_999:
             ids.seal(index // 2_000, 0)
     ids.seal(count, 0)
@@ -78,14 +82,15 @@ def measure(count: int, ids: int, partitions: int, store: str) -> dict[str, Any]
                 return applied_s, positions.settle_rss(worker.pid), positions.rss_mb(worker.pid, "VmHWM")
 
             steps = {"empty": step(positions.sentinels_only(partitions, "warm")),
-                     "ids": step(positions.event_ids(ids, partitions, "m"))}
+                     "ids_half": step(positions.event_ids(ids // 2, partitions, "m")),
+                     "ids": step(positions.event_ids(ids - ids // 2, partitions, "n"))}
             steps["half"] = step(halves[0])
             steps["full"] = step(halves[1])
         finally:
             embedded.stop_process(worker, timeout=60)
     applied = sum(half.lines for half in halves)
     rss = {name: figures[1] for name, figures in steps.items()}
-    per_million_ids = (rss["ids"] - rss["empty"]) / ids * 1_000_000
+    per_million_ids = (rss["ids"] - rss["ids_half"]) / (ids - ids // 2) * 1_000_000
     per_100k_positions = (rss["full"] - rss["ids"]) / applied * 100_000
     estimate = (rss["full"] + per_million_ids * (TARGET_IDS - ids) / 1_000_000
                 + per_100k_positions * (TARGET_POSITIONS - applied) / 100_000)
@@ -93,7 +98,9 @@ def measure(count: int, ids: int, partitions: int, store: str) -> dict[str, Any]
         "positions": applied, "ids": ids, "partitions": partitions, "store": store,
         **{f"rss_{name}_mib": round(value) for name, value in rss.items()},
         **{f"peak_rss_{name}_mib": round(figures[2]) for name, figures in steps.items()},
-        "mib_per_million_ids": round(per_million_ids, 1), "ids_per_s": round(ids / steps["ids"][0]),
+        "mib_per_million_ids": round(per_million_ids, 1),
+        "mib_per_million_ids_first_half": round((rss["ids_half"] - rss["empty"]) / (ids // 2) * 1_000_000, 1),
+        "ids_per_s": round((ids - ids // 2) / steps["ids"][0]),
         "mib_per_100k_positions": round(per_100k_positions, 1),
         "mib_per_100k_positions_first_half": round((rss["half"] - rss["ids"]) / halves[0].lines * 100_000, 1),
         "recent_ids_heap_bytes_per_id": round(recent_ids_bytes()),
@@ -108,6 +115,9 @@ def report(figures: dict[str, Any]) -> None:
     print(f"memory: one worker, {figures['store']} store, {figures['partitions']} partitions; RSS (peak so far)")
     print(f"  baseline: empty state                        {figures['rss_empty_mib']:>7,} MiB "
           f"({figures['peak_rss_empty_mib']:,})")
+    print(f"  after {figures['ids'] // 2:>9,} event ids                   {figures['rss_ids_half_mib']:>7,} MiB "
+          f"({figures['peak_rss_ids_half_mib']:,})   {figures['mib_per_million_ids_first_half']} MiB per million ids "
+          f"(the worker's warm-up included)")
     print(f"  after {figures['ids']:>9,} event ids                   {figures['rss_ids_mib']:>7,} MiB "
           f"({figures['peak_rss_ids_mib']:,})   {figures['mib_per_million_ids']} MiB per million ids "
           f"({figures['ids_per_s']:,} events/s; RecentIds alone {figures['recent_ids_heap_bytes_per_id']} B/id "

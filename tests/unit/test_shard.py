@@ -737,6 +737,41 @@ def test_replay_at_same_offsets_is_skipped_by_watermarks_alone() -> None:
     assert snapshot(restored.state) == snapshot(shard.state)
 
 
+def test_ids_records_of_the_previous_version_still_load() -> None:
+    """Before the ids were kept as hashes an ids record held them as strings (``{"t", "ids"}``): such a record
+    still makes a redelivery a duplicate, until its generation leaves the window; then it is deleted."""
+    shard = Shard()
+    events = [receipt("S1", ("A", 10), event_id="r-1"), transfer("shipped", "S1", "S2", ("A", 3), event_id="t-1"),
+              sale("S2", ("A", 1), event_id="s-1")]
+    for event in events:
+        shard.send(event)
+    # without their ids record, and the ids the bucket records carry until one holds them
+    records = [(key, {k: v for k, v in orjson.loads(value).items() if k != "i"} if key.startswith("b|") else value)
+               for key, value in drained(shard.state) if not key.startswith("d|")]
+    assert shard.state.generation == 1
+    old = {"t": NOW, "ids": ["r-1", "t-1#from", "t-1#to", "s-1"]}
+    assert sorted(old["ids"]) == sorted(leg.dedupe_key(e["event_id"]) for e in events for leg in legs(parse(e)))
+    restored = Shard()
+    restored.state = restore([*records, ("d|0|1", old)])
+    restored.offsets.update({code: offset + 100 for code, offset in shard.offsets.items()})  # not the watermarks
+    for event in events:
+        restored.send(event)
+    assert snapshot(restored.state) == snapshot(shard.state)
+    assert restored.state.drain(NOW) is not None  # the inputs moved
+    assert not restored.state.dirty
+    later = NOW + WINDOW + 1
+    restored.tick(later)
+    flush = restored.state.drain(later)
+    assert flush is not None
+    assert ("d|0|1", None) in flush.records
+    assert not any(key in restored.state.ids for key in old["ids"])  # remembered no longer
+    restored.send(receipt("S1", ("A", 1), event_id="r-2"), now_ms=later)
+    flush = restored.state.drain(later)
+    assert flush is not None
+    (key, value), = [(key, value) for key, value in flush.records if key.startswith("d|")]
+    assert (key, set(orjson.loads(value))) == ("d|0|2", {"t", "h"})
+
+
 def test_restore_keeps_live_holds_expiring() -> None:
     shard = Shard()
     shard.send(receipt("S1", ("A", 10)))
