@@ -242,7 +242,8 @@ def _health_rows(judged: dict[str, Any]) -> list[tuple[str, str]]:
         ("memory flat (2nd half of the load)", ("yes" if memory["flat"] else "NO") + "; " + (
             "; ".join(worker(name, m) for name, m in memory["workers"].items()) or "no worker published its RSS")),
         ("lag bounded (2nd half of the load)", ("yes" if lag["bounded"] else "NO") +
-         f"; max {_n(lag['max_second_half_records'])} records of {_n(lag['bound_records'])} allowed"
+         f"; max {_n(lag['max_second_half_records'])} records of {_n(lag['peak_bound_records'])} allowed, "
+         f"{_n(lag['at_load_end_records'])} of {_n(lag['bound_records'])} at the end"
          + ("" if lag["drained"] else ", not drained")),
         ("worker ERROR log records", ("none" if errors["none"] else "SOME") + "; " + (
             ", ".join(f"{name}: {count}" for name, count in errors["workers"].items()) or "no worker published them")),

@@ -37,9 +37,22 @@ def test_growth_during_the_warm_up_is_not_judged() -> None:
     assert run({"w0": warming})["memory"]["flat"]
 
 
-def test_a_lag_over_ten_seconds_of_load_or_a_run_not_drained_is_not_bounded() -> None:
+def test_a_lag_over_ten_seconds_of_load_at_its_end_or_a_run_not_drained_is_not_bounded() -> None:
     assert not run({"w0": steady()}, lag=1_001)["lag"]["bounded"]
     assert not run({"w0": steady()}, drained=False)["lag"]["bounded"]
+
+
+def test_a_flash_sale_backlog_that_clears_is_bounded_one_that_stays_is_not() -> None:
+    spike = [(float(t), 2_500 if 60 <= t < 70 else 200) for t in range(1, 101)]  # 25 s of load, then cleared
+    judged = judge(load_s=LOAD_S, messages=MESSAGES, drained=True, lag=spike, workers={"w0": steady()})
+    assert judged["lag"]["bounded"]
+    assert (judged["lag"]["max_second_half_records"], judged["lag"]["at_load_end_records"]) == (2_500, 200)
+    over = [(t, 3_001 if records > 200 else records) for t, records in spike]  # over 30 s of load behind
+    assert not judge(load_s=LOAD_S, messages=MESSAGES, drained=True, lag=over, workers={"w0": steady()})["lag"][
+        "bounded"]
+    growing = [(float(t), 20 * t) for t in range(1, 101)]  # never cleared: 2,000 behind at the end
+    assert not judge(load_s=LOAD_S, messages=MESSAGES, drained=True, lag=growing, workers={"w0": steady()})["lag"][
+        "bounded"]
 
 
 def test_error_records_logged_during_the_run_count_across_a_restart() -> None:
