@@ -85,6 +85,7 @@ from availability.events import epoch_ms
 from availability.feed import Change, change_record, feed_rules
 from availability.model import Position
 from availability.netting import Posting
+from availability.network import Entry, entries_from_wire, network_records, network_rules
 from availability.reservations import Hold
 from availability.routing import legs
 from availability.settings import Settings
@@ -174,7 +175,9 @@ class Engine:
                  metrics: WorkerMetrics | None = None, channels: ChannelViews | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.feed = feed_rules(channels if channels is not None else load_channels(settings.channels_file))
+        views = channels if channels is not None else load_channels(settings.channels_file)
+        self.feed = feed_rules(views)
+        self.network = network_rules(views)  # every channel's network ATS is watched (nothing without channels)
         self.clock = clock
         self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -319,15 +322,19 @@ class Engine:
             if partition not in resend:
                 await self._post(states[partition], flush.postings)
         await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend])
+        await self._tell_network({p: flush.network for p, flush in flushes.items() if p not in resend})
         for partition in sorted(resend):
             await self._resend(states[partition])
         return acked, flushes
 
     async def _resend(self, state: PartitionState) -> None:
         """A loaded partition's outboxes, sent whole by its first flush: postings and change records stored
-        before a restart and maybe never sent (or never confirmed), unchanged, and the flush's own."""
+        before a restart and maybe never sent (or never confirmed), unchanged, and the flush's own; and
+        every position a watched channel sells from, to ``ats.network`` (a crash between a flush's
+        changelog and its ``ats.network`` records would otherwise lose them; values: sent again, harmless)."""
         await self._send_postings(state.outbox())
         await self._send_changes(state.change_outbox())  # after the postings, as a flush sends them
+        await self._tell_network({state.partition: state.network_snapshot()})
         state.confirm_outboxes()  # the agent alone touches an installed state: all they held was delivered
         if self.states.get(state.partition) is state:  # not loaded again meanwhile
             self.resend.discard(state.partition)
@@ -381,6 +388,8 @@ class Engine:
         source = Source(topics.TOPIC_CODE[message.topic], message.offset)
         if message.topic == topics.ROUTED:
             tick = self._routed(state, message, source, now_ms, batch)
+        elif message.topic == topics.NETWORK:
+            tick = self._network(state, message, source, batch)
         else:
             tick = self._input(state, message, source, now_ms, batch)
         state.consumed(source, quiet=tick)
@@ -444,6 +453,17 @@ class Engine:
                 batch.dead(rejection, *origin, payload)
         return False
 
+    def _network(self, state: PartitionState, message: Any, source: Source, batch: Batch) -> bool:
+        """Apply an ``ats.network`` record (positions of SKUs this partition sums); never a tick."""
+        try:
+            entries = entries_from_wire(orjson.loads(message.value if message.value is not None else b""))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            batch.dead(Rejection("invalid_network_record", str(exc)), message.topic, message.partition,
+                       message.offset, message.value)
+            return False
+        state.apply_network(entries, source)
+        return False
+
     # ---- state ---------------------------------------------------------------------------------
     def _load_ahead(self, owned: set[int]) -> None:
         """Start loading every partition in ``owned`` still without a state (:mod:`streams.loads`)."""
@@ -462,7 +482,7 @@ class Engine:
         state = await self._load(partition, generation)
         if state is not None and generation == self.rebalances:
             self.states[partition] = state
-            if state.outbox() or state.change_outbox():
+            if state.outbox() or state.change_outbox() or self.network.channels:
                 self.resend.add(partition)
 
     async def _load(self, partition: int, generation: int) -> PartitionState | None:
@@ -481,7 +501,7 @@ class Engine:
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
                                window_ms=self.settings.erp_window_seconds * 1000,
                                grace_ms=self.settings.erp_grace_seconds * 1000,
-                               history=self.settings.history_limit > 0, feed=self.feed)
+                               history=self.settings.history_limit > 0, feed=self.feed, network=self.network)
         records = await self._read_state(state, current)
         if records is None or not await self._streams_resumed(current):
             return None
@@ -668,6 +688,18 @@ class Engine:
         if changes:
             await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)),
                                      None) for change in changes), remember_keys=False)
+
+    async def _tell_network(self, entries: Mapping[int, Sequence[Entry]]) -> None:
+        """Send each partition's changed positions to the partitions that sum their SKUs (``ats.network``),
+        packed per destination, and wait for delivery. Only once the changelog holds them: an entry is
+        never ahead of the state that a replay would start from (a crash before this send is made good
+        when the partition is loaded again: it sends every position once more)."""
+        partitions = self.settings.partitions
+        records = [(topics.NETWORK, f"p{sender}".encode(), value.encode(), destination)
+                   for sender, changed in entries.items() if changed
+                   for destination, value in network_records(changed, partitions, sender)]
+        if records:
+            await self.sender.send(records, remember_keys=False)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
                            fresh: list[int], loaded: Mapping[int, PartitionState] | None = None) -> None:
