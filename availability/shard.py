@@ -705,12 +705,14 @@ class PartitionState:
             sku, location_id = key
             bucket = self.buckets[address]
             position = bucket.positions[sku]
-            if share_changed is not None:
-                ats = position.ats
+            net = position.on_hand - position.reserved - position.safety_stock
+            # an oversold shelf sold again is still at 0: most changes leave the ATS where it was
+            if share_changed is not None and (net if net > 0 else 0) != (before if before > 0 else 0):
+                ats = net if net > 0 else 0
                 if share_changed(location_id, max(0, before), ats):
                     network.append(Entry(sku, location_id, ats, position.updated_ms, last_cause.get(key) or first))
             # most changes cross nothing: with no low-stock level to watch, only going to 0 or leaving it counts
-            if not levels and (before > 0) == (position.on_hand - position.reserved - position.safety_stock > 0):
+            if not levels and (before > 0) == (net > 0):
                 continue
             changes = crossings(self.feed, sku, location_id, max(0, before), position, first,
                                 last_cause.get(key) or first, now_ms)
