@@ -39,7 +39,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from .channels import ChannelView, ChannelViews, channel_ats
+from .channels import ChannelView, ChannelViews
 from .feed import Change, change_id
 from .routing import owner_partition
 
@@ -61,28 +61,52 @@ class Watched(NamedTuple):
     level: int  # the channel's low_stock: 0 watches only the 0 crossings
 
 
-class NetworkRules(NamedTuple):
-    """The channels whose network ATS is watched, in name order (a SKU's sums are kept in this order)."""
+class NetworkRules:
+    """The channels whose network ATS is watched, in name order (a SKU's sums are kept in this order).
 
-    channels: tuple[Watched, ...] = ()
+    Each location's buffer per channel is looked up once (``None``: the location does not sell to it):
+    these run for every position whose ATS moved in a flush, and for every location of a changed SKU."""
+
+    __slots__ = ("_buffers", "channels")
+
+    def __init__(self, channels: tuple[Watched, ...] = ()) -> None:
+        self.channels = channels
+        self._buffers: dict[str, tuple[int | None, ...]] = {}
+
+    def buffers(self, location_id: str) -> tuple[int | None, ...]:
+        """The location's buffer for each watched channel, ``None`` where it is not eligible."""
+        found = self._buffers.get(location_id)
+        if found is None:
+            found = self._buffers[location_id] = tuple(view.buffer(location_id) if view.eligible(location_id) else None
+                                                       for _, view, _ in self.channels)
+        return found
 
     def shares(self, location_id: str, ats: int) -> tuple[int, ...]:
         """What the location offers each watched channel: 0 if not eligible, else max(0, ATS - buffer)."""
-        return tuple(channel_ats(view, location_id, ats) for _, view, _ in self.channels)
+        return tuple(0 if buffer is None or ats <= buffer else ats - buffer for buffer in self.buffers(location_id))
 
     def share_changed(self, location_id: str, before: int, after: int) -> bool:
         """Whether the position's share of any watched channel differs between the two ATS values."""
-        return before != after and any(channel_ats(view, location_id, before) != channel_ats(view, location_id, after)
-                                       for _, view, _ in self.channels)
+        if before == after:
+            return False
+        for buffer in self.buffers(location_id):
+            if buffer is not None and (before - buffer if before > buffer else 0) != (after - buffer if after > buffer
+                                                                                      else 0):
+                return True
+        return False
 
     def eligible(self, location_id: str) -> bool:
         """Whether the location sells to any watched channel."""
-        return any(view.eligible(location_id) for _, view, _ in self.channels)
+        return any(buffer is not None for buffer in self.buffers(location_id))
 
     def totals(self, ats_by_location: dict[str, int]) -> tuple[int, ...]:
         """Network ATS per watched channel: Σ over eligible locations of max(0, ATS - buffer)."""
-        return tuple(sum(channel_ats(view, location_id, ats) for location_id, ats in ats_by_location.items())
-                     for _, view, _ in self.channels)
+        sums = [0] * len(self.channels)
+        for location_id, ats in ats_by_location.items():
+            for index, buffer in enumerate(self.buffers(location_id)):
+                if buffer is not None and ats > buffer:
+                    sums[index] += ats - buffer
+        return tuple(sums)
 
 
 def network_rules(views: ChannelViews) -> NetworkRules:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from availability.channels import ChannelViews, parse_channels
+from availability.channels import ChannelView, ChannelViews, channel_ats, network_ats, parse_channels
 from availability.feed import Change, change_record, outbox_from_wire, outbox_json
 from availability.network import (
     NETWORK_BACK_IN_STOCK,
@@ -25,6 +25,7 @@ from availability.network import (
     NETWORK_OUT_OF_STOCK,
     Entry,
     NetworkRules,
+    Watched,
     crossings,
     entries_from_wire,
     network_records,
@@ -63,7 +64,7 @@ def restore(table: list[tuple[str, Any]], partition: int = 0) -> PartitionState:
 
 def test_every_channel_of_the_file_is_watched_with_its_level() -> None:
     assert [(w.channel, w.level) for w in RULES.channels] == [("ecom", 3), ("pickup", 0)]
-    assert network_rules(ChannelViews()) == NetworkRules()  # no channel: nothing watched, nothing sent
+    assert network_rules(ChannelViews()).channels == ()  # no channel: nothing watched, nothing sent
 
 
 def test_a_position_is_sent_only_when_a_watched_share_changes() -> None:
@@ -74,6 +75,30 @@ def test_a_position_is_sent_only_when_a_watched_share_changes() -> None:
     assert RULES.shares("S1", 3) == (2, 3)
     assert RULES.shares("S9", 3) == (2, 0)
     assert RULES.totals({"S1": 3, "S2": 1, "S9": 5}) == (2 + 0 + 4, 3 + 1)
+
+
+def view(listed: set[str], default: int, buffers: dict[str, int]) -> ChannelView:
+    """A channel of the listed locations (none: all), with buffers at some of them."""
+    return ChannelView(locations=sorted(listed) if listed else "all", default_buffer=default,
+                       buffers={k: v for k, v in buffers.items() if not listed or k in listed})
+
+
+views = st.builds(view, st.sets(st.sampled_from(["S1", "S2", "S3"])), st.integers(0, 3),
+                  st.dictionaries(st.sampled_from(["S1", "S2", "S3"]), st.integers(0, 3)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(watched=st.lists(views, min_size=1, max_size=3),
+       stock=st.dictionaries(st.sampled_from(["S1", "S2", "S3", "S4"]), st.integers(0, 9)),
+       before=st.integers(0, 9), after=st.integers(0, 9))
+def test_the_rules_agree_with_the_channels_network_ats(watched: list[ChannelView], stock: dict[str, int],
+                                                       before: int, after: int) -> None:
+    rules = NetworkRules(tuple(Watched(f"c{i}", view, 0) for i, view in enumerate(watched)))
+    assert rules.totals(stock) == tuple(network_ats(view, stock) for view in watched)
+    for location in ("S1", "S4"):
+        assert rules.shares(location, after) == tuple(channel_ats(view, location, after) for view in watched)
+        assert rules.share_changed(location, before, after) == any(
+            channel_ats(view, location, before) != channel_ats(view, location, after) for view in watched)
 
 
 def test_the_crossings_of_a_channels_network() -> None:
