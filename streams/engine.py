@@ -327,8 +327,8 @@ class Engine:
         for partition, flush in flushes.items():
             if partition not in resend:
                 await self._post(states[partition], flush.postings)
-        await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend])
-        await self._tell_network({p: flush.network for p, flush in flushes.items() if p not in resend})
+        await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend],
+                             {p: flush.network for p, flush in flushes.items() if p not in resend})
         for partition in sorted(resend):
             await self._resend(states[partition])
         return acked, flushes
@@ -339,8 +339,8 @@ class Engine:
         every position a watched channel sells from, to ``ats.network`` (a crash between a flush's
         changelog and its ``ats.network`` records would otherwise lose them; values: sent again, harmless)."""
         await self._send_postings(state.outbox())
-        await self._send_changes(state.change_outbox())  # after the postings, as a flush sends them
-        await self._tell_network({state.partition: state.network_snapshot()})
+        # after the postings, as a flush sends them
+        await self._send_changes(state.change_outbox(), {state.partition: state.network_snapshot()})
         state.confirm_outboxes()  # the agent alone touches an installed state: all they held was delivered
         if self.states.get(state.partition) is state:  # not loaded again meanwhile
             self.resend.discard(state.partition)
@@ -687,30 +687,30 @@ class Engine:
             await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
                                     orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
 
-    async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]]) -> None:
-        """Send the partitions' change records to the feed, keyed by SKU (each partition's in its order), in
-        one go, and wait for delivery; then the states may forget them. Sent only once the changelog holds
-        them (see :meth:`_post`)."""
-        if not any(changes for _, changes in outboxes):
+    async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]],
+                        shares: Mapping[int, Sequence[Entry]]) -> None:
+        """Send the partitions' change records to the feed and their changed positions to ``ats.network``
+        (:meth:`_send_changes`), and wait for delivery; then the states may forget the change records. Sent
+        only once the changelog holds them (see :meth:`_post`)."""
+        if not any(changes for _, changes in outboxes) and not any(shares.values()):
             return
-        await self._send_changes([change for _, changes in outboxes for change in changes])
+        await self._send_changes([change for _, changes in outboxes for change in changes], shares)
         for state, changes in outboxes:
             state.confirm_changes(changes)
 
-    async def _send_changes(self, changes: Sequence[Change]) -> None:
-        if changes:
-            await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)),
-                                     None) for change in changes), remember_keys=False)
-
-    async def _tell_network(self, entries: Mapping[int, Sequence[Entry]]) -> None:
-        """Send each partition's changed positions to the partitions that sum their SKUs (``ats.network``),
-        packed per destination, and wait for delivery. Only once the changelog holds them: an entry is
-        never ahead of the state that a replay would start from (a crash before this send is made good
-        when the partition is loaded again: it sends every position once more)."""
+    async def _send_changes(self, changes: Sequence[Change], shares: Mapping[int, Sequence[Entry]] | None = None,
+                            ) -> None:
+        """Change records to the feed, keyed by SKU (each partition's in its order), and each partition's
+        changed positions to the partitions that sum their SKUs (``ats.network``, packed per destination),
+        in one send: one delivery to wait for. Only once the changelog holds them: an ``ats.network`` entry
+        is never ahead of the state a replay would start from (a crash before this send is made good by
+        the partition's next load: it sends every position once more, :meth:`_resend`)."""
         partitions = self.settings.partitions
-        records = [(topics.NETWORK, f"p{sender}".encode(), value.encode(), destination)
-                   for sender, changed in entries.items() if changed
-                   for destination, value in network_records(changed, partitions, sender)]
+        records: list[Record] = [(topics.NETWORK, f"p{sender}".encode(), value.encode(), destination)
+                                 for sender, changed in (shares or {}).items() if changed
+                                 for destination, value in network_records(changed, partitions, sender)]
+        records += [(topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)), None)
+                    for change in changes]
         if records:
             await self.sender.send(records, remember_keys=False)
 
