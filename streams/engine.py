@@ -45,9 +45,10 @@ offsets they include and the event ids they applied, so the replay neither loses
 first flush of a loaded partition re-sends every posting and change record still in an outbox (a crash
 between steps 4 and 6, or before a confirmation was written), at its steps 6, with its own among them:
 the same ids with the same content, which the ERP and the feed's consumers take idempotently, and no
-record of the partition is sent before them. Loading a partition publishes again the decisions of the
-last two flushes it finds (a crash between steps 4 and 5 stored them unpublished, and their replay is a
-duplicate that decides nothing).
+record of the partition is sent before them; and every position a watched channel sells from to
+``ats.network`` (values: a summing partition takes them again harmlessly). Loading a partition
+publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5 stored
+them unpublished, and their replay is a duplicate that decides nothing).
 
 A partition is loaded as soon as Faust has restored the table after an assignment, ahead of its first
 event and one partition at a time (:mod:`streams.loads`); the load writes the partition's positions to
