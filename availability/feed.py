@@ -47,7 +47,7 @@ KINDS = (OUT_OF_STOCK, BACK_IN_STOCK, LOW_STOCK, LOW_STOCK_RECOVERED)
 class Change(NamedTuple):
     change_id: str
     sku: str
-    location_id: str
+    location_id: str | None  # None: the channel's whole network (availability.network)
     channel: str | None
     kind: str
     ats: int
@@ -122,9 +122,19 @@ def outbox_json(changes: Iterable[Change]) -> str:
     """An outbox as stored in its bucket record (``f``), JSON text (written by hand, as the bucket's own
     members: :func:`json.dumps` was most of a crossing's cost)."""
     return "[" + ",".join([
-        f"[{_text(c.change_id)},{_text(c.sku)},{_text(c.location_id)},"
-        f"{'null' if c.channel is None else _text(c.channel)},{_text(c.kind)},{c.ats},{c.previous_ats},"
+        f"[{_text(c.change_id)},{_text(c.sku)},{_nullable(c.location_id)},{_nullable(c.channel)},{_text(c.kind)},"
+        f"{c.ats},{c.previous_ats},"
         f"{c.threshold},{c.as_of_ms},{c.detected_ms},[{','.join(map(_text, c.event_ids))}]]" for c in changes]) + "]"
+
+
+def unsent(outbox: list[Change], sent: set[str]) -> list[Change] | None:
+    """The outbox without the delivered ids ``sent``; None when it held none of them (nothing to rewrite)."""
+    kept = [change for change in outbox if change.change_id not in sent]
+    return kept if len(kept) != len(outbox) else None
+
+
+def _nullable(text: str | None) -> str:
+    return "null" if text is None else _text(text)
 
 
 def outbox_from_wire(rows: Iterable[list[Any]] | None) -> list[Change]:

@@ -30,6 +30,11 @@ in the same record as the position that crossed (a crossing is stored exactly wh
 lists those not yet confirmed (to re-send after a restart, unchanged), :meth:`confirm_changes` drops
 sent ones.
 
+A channel's network ATS (:mod:`availability.network`) takes both sides: the drain lists the positions
+whose share of a watched channel changed (:attr:`Flush.network`, to send to their SKUs' partitions once
+the records are written), and :meth:`apply_network` takes what owners sent about the SKUs this partition
+sums (:mod:`availability.networkstate`), whose records and crossings the drain adds to the flush's.
+
 The caller (the worker) writes the records in that order, the marker last.
 """
 
@@ -42,12 +47,14 @@ from typing import Any, NamedTuple
 from . import reservations as rsv
 from .dedupe import RecentIds, id_hash
 from .events import AnyEvent, Reservation, Sale, epoch_ms
-from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_json
+from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_json, unsent
 from .history import Cause
 from .history import record as history_entry
 from .ledger import HANDLERS, CountOutsideHorizon, Movements
 from .model import EMPTY, Position
 from .netting import Netting, Posting, closing_boundary, window_start
+from .network import Entry, NetworkRules
+from .networkstate import NetworkSums
 from .reservations import Hold
 from .routing import Leg, line_ops
 from .validation import Rejection
@@ -84,6 +91,7 @@ class Flush(NamedTuple):
     postings: list[Posting]  # closed since the last drain: send only once ``records`` are written
     changes: Sequence[Change] = ()  # crossings since the last drain: send only once ``records`` are written
     history: Mapping[tuple[str, str], list[bytes]] = {}  # (sku, location) → entries since the last drain: write first
+    network: Sequence[Entry] = ()  # positions whose channel shares changed: send once ``records`` are written
 
 
 class _Bucket:
@@ -170,8 +178,11 @@ class _Bucket:
 
 class PartitionState:
     def __init__(self, partition: int, *, horizon_ms: int, dedupe_window_ms: int, window_ms: int = 300_000,
-                 grace_ms: int = 60_000, history: bool = False, feed: FeedRules | None = None) -> None:
+                 grace_ms: int = 60_000, history: bool = False, feed: FeedRules | None = None,
+                 network: NetworkRules | None = None) -> None:
         self.partition = partition
+        self.network = network or NetworkRules()
+        self.sums = NetworkSums(partition, self.network)  # the network ATS of the SKUs this partition owns
         # (sku, location) → its history entries (JSON) applied since the last drain, when history is kept
         self._history: dict[tuple[str, str], list[bytes]] | None = {} if history else None
         self._cause: Cause | None = None  # what the change being applied comes from (history)
@@ -250,6 +261,8 @@ class PartitionState:
                 self._load_changes(address, changes)
             for start in netting.windows():
                 self._open.setdefault(start, set()).add(address)
+        elif kind in ("n", "o"):
+            self.sums.load(kind, int(rest), value)
         elif kind == "h":
             hold = hold_from_wire(value)
             self.holds[hold.reservation_id] = hold
@@ -473,18 +486,21 @@ class PartitionState:
 
     def change_outbox(self) -> list[Change]:
         """Every crossing not yet confirmed as sent (after a restart: to send again, unchanged)."""
-        return [change for bucket in self.buckets.values() for change in bucket.feed]
+        return [*(change for bucket in self.buckets.values() for change in bucket.feed), *self.sums.outbox()]
 
     def confirm_changes(self, changes: Iterable[Change]) -> None:
         """These crossings were delivered: drop them from the outboxes (the next flush rewrites their buckets)."""
-        sent_ids = ((change.location_id, change.sku, change.change_id) for change in changes)
+        network = [change for change in changes if change.location_id is None]
+        if network:
+            self.sums.confirm(network)
+        sent_ids = ((change.location_id, change.sku, change.change_id) for change in changes
+                    if change.location_id is not None)
         for address, sent in _by_bucket(sent_ids).items():
             bucket = self.buckets.get(address)
-            if bucket is not None and bucket.feed:
-                kept = [change for change in bucket.feed if change.change_id not in sent]
-                if len(kept) != len(bucket.feed):
-                    bucket.feed = kept
-                    self._dirty_buckets.add(address)
+            kept = unsent(bucket.feed, sent) if bucket is not None else None
+            if bucket is not None and kept is not None:
+                bucket.feed = kept
+                self._dirty_buckets.add(address)
 
     def confirm_outboxes(self) -> None:
         """Every posting and change record the outboxes hold was delivered: a loaded state whose outboxes
@@ -496,6 +512,7 @@ class PartitionState:
                 bucket.netting.outbox = []
                 bucket.feed = []
                 self._dirty_buckets.add(address)
+        self.sums.confirm(self.sums.outbox())  # the network crossings' outboxes (a few per SKU at most)
 
     def outbox(self) -> list[Posting]:
         """Every closed posting not yet confirmed as sent (after a restart: to send again, unchanged)."""
@@ -508,6 +525,21 @@ class PartitionState:
             bucket = self.buckets.get(address)
             if bucket is not None and bucket.netting.confirm(sent):
                 self._dirty_buckets.add(address)
+
+    # ---- network ATS -----------------------------------------------------------------------------
+    def apply_network(self, entries: Iterable[Entry], source: Source) -> None:
+        """One ``ats.network`` record: positions of SKUs this partition owns, as their owners last saw them."""
+        self.sums.apply(entries, source.offset)
+
+    def network_snapshot(self) -> list[Entry]:
+        """Every position a watched channel may sell from, as it is now (sent again when the partition is
+        loaded: a crash after a flush's changelog and before its ``ats.network`` records loses them)."""
+        if not self.network.channels:
+            return []
+        eligible = self.network.eligible
+        return [Entry(sku, location_id, position.ats, position.updated_ms, None)
+                for (location_id, _), bucket in self.buckets.items() if eligible(location_id)
+                for sku, position in bucket.positions.items()]
 
     # ---- state helpers -------------------------------------------------------------------------
     def _recorded_decision(self, location_id: str, lines: tuple[tuple[str, int], ...],
@@ -587,7 +619,7 @@ class PartitionState:
     @property
     def dirty(self) -> bool:
         return bool(self._dirty_buckets or self._dirty_holds or self._decisions or self._dropped_generations
-                    or self.ids.pending or self._dirty_positions or self._inputs_moved)
+                    or self.ids.pending or self._dirty_positions or self._inputs_moved or self.sums.dirty)
 
     @property
     def deciding(self) -> bool:
@@ -624,7 +656,7 @@ class PartitionState:
         if not self.dirty:
             return None
         p = self.partition
-        changes = self._crossings(now_ms)
+        changes, network = self._crossings(now_ms)
         records: list[tuple[str, str | None]] = []
         for address in sorted(self._dirty_buckets):
             bucket = self.buckets[address]
@@ -638,6 +670,8 @@ class PartitionState:
                 bucket.changes_stored = True
             if bucket.ids:  # this flush's ids record holds them from now on; ids loaded with a torn flush stay
                 bucket.ids = {key for key in bucket.ids if key not in self.ids}
+        sums, network_changes = self.sums.drain(now_ms)
+        records.extend(sums)
         for reservation_id in self._dirty_holds:
             hold = self.holds.get(reservation_id)
             records.append((hold_key(p, reservation_id), record_json(hold_to_wire(hold)) if hold else None))
@@ -651,25 +685,34 @@ class PartitionState:
                   "inputs": {str(code): offset for code, offset in self.inputs.items()}}
         self._flushed_before, self._flushed_at = self._flushed_at, now_ms
         flush = Flush(records, (marker_key(p), record_json(marker)), self.snapshots(), self._decisions,
-                      self._postings, changes, self.history())
+                      self._postings, [*changes, *network_changes], self.history(), network)
         self._dirty_buckets, self._dirty_holds = set(), {}
         self._dropped_generations, self._decisions, self._postings = [], [], []
         self._inputs_moved = False
         return flush
 
-    def _crossings(self, now_ms: int) -> list[Change]:
+    def _crossings(self, now_ms: int) -> tuple[list[Change], list[Entry]]:
         """The change feed's crossings since the last drain, put in their buckets' outboxes (per changed
-        position, not per event: a burst within a flush is one crossing)."""
+        position, not per event: a burst within a flush is one crossing); and the positions whose share of
+        a watched channel changed since the last drain, for the SKUs' partitions (``ats.network``)."""
         found: list[Change] = []
+        network: list[Entry] = []
         last_cause = self._last_cause
         last_cause.update(self._dirty_positions)  # changed since the last snapshots()
         levels = bool(self.feed.low_stock)
+        share_changed = self.network.share_changed if self.network.channels else None
         for key, (before, first, address) in self._since.items():
             sku, location_id = key
             bucket = self.buckets[address]
             position = bucket.positions[sku]
+            net = position.on_hand - position.reserved - position.safety_stock
+            # an oversold shelf sold again is still at 0: most changes leave the ATS where it was
+            if share_changed is not None and (net if net > 0 else 0) != (before if before > 0 else 0):
+                ats = net if net > 0 else 0
+                if share_changed(location_id, max(0, before), ats):
+                    network.append(Entry(sku, location_id, ats, position.updated_ms, last_cause.get(key) or first))
             # most changes cross nothing: with no low-stock level to watch, only going to 0 or leaving it counts
-            if not levels and (before > 0) == (position.on_hand - position.reserved - position.safety_stock > 0):
+            if not levels and (before > 0) == (net > 0):
                 continue
             changes = crossings(self.feed, sku, location_id, max(0, before), position, first,
                                 last_cause.get(key) or first, now_ms)
@@ -678,7 +721,7 @@ class PartitionState:
                 self._dirty_buckets.add(address)
                 found.extend(changes)
         self._since, self._last_cause = {}, {}
-        return found
+        return found, network
 
 
 #: wall clocks step back a little; publishing a decision twice is harmless

@@ -30,14 +30,17 @@ TOPIC_FOR_TYPE: Final[dict[str, str]] = {kind: topic for topic, kind in INPUT_TO
 #: Internal, co-partitioned with the inputs: legs re-routed to the partition that owns their
 #: location (wrong producer keys, the second leg of a transfer) and per-partition clock ticks.
 ROUTED: Final = "ats.routed"
+#: Internal, co-partitioned with the inputs, keyed by SKU: the positions whose share of a watched channel
+#: changed, packed per partition of their SKU, which sums them per channel (:mod:`availability.network`)
+NETWORK: Final = "ats.network"
 
 DEAD_LETTER: Final = "inventory.dead-letter"
 ERP_MOVEMENTS: Final = "erp.movements"
 #: the change feed (:mod:`availability.feed`): a record per crossing of a threshold, keyed by SKU
 AVAILABILITY: Final = "inventory.availability"
 
-#: Topics the worker consumes, in a fixed order: the index is the topic's code in watermarks.
-CONSUMED_TOPICS: Final[tuple[str, ...]] = (*INPUT_TOPICS, ROUTED)
+#: Topics the worker consumes, in a fixed order: the index is the topic's code in watermarks (append only).
+CONSUMED_TOPICS: Final[tuple[str, ...]] = (*INPUT_TOPICS, ROUTED, NETWORK)
 TOPIC_CODE: Final[dict[str, int]] = {topic: code for code, topic in enumerate(CONSUMED_TOPICS)}
 OUTPUT_TOPICS: Final[tuple[str, ...]] = (DEAD_LETTER, ERP_MOVEMENTS, AVAILABILITY)
 

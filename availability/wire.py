@@ -23,6 +23,8 @@ after recovery:
 ``h|{p}|{reservation_id}``         one hold
 ``d|{p}|{generation}``             the event ids first applied in one flush, as 64-bit hashes
                                    (``h``: :func:`ids_record_json`)
+``n|{p}|{bucket}``, ``o|...``      the network sums of the SKUs the partition owns, full and
+                                   changes (:mod:`availability.networkstate`)
 ``m|{p}``                          the flush marker: last generation, input offsets, when this
                                    flush and the one before it were taken; written last
 =================================  ==========================================================

@@ -40,7 +40,8 @@ RESULTS = Path(".ats/bench")
 POLL_S = 0.02
 #: worker settings a run may vary (``ATS_FLUSH_INTERVAL_MS=5000 python -m benchmarks.ingest``); every other
 #: ``ATS_*`` variable of the caller is left out of the worker's environment
-TUNING = ("ATS_FLUSH_INTERVAL_MS", "ATS_BATCH_MAX", "ATS_BATCH_WINDOW_MS", "ATS_FETCH_WAIT_MS", "ATS_HISTORY_LIMIT")
+TUNING = ("ATS_FLUSH_INTERVAL_MS", "ATS_BATCH_MAX", "ATS_BATCH_WINDOW_MS", "ATS_FETCH_WAIT_MS", "ATS_HISTORY_LIMIT",
+          "ATS_CHANNELS_FILE")
 
 
 def tuning() -> dict[str, str]:

@@ -45,9 +45,10 @@ offsets they include and the event ids they applied, so the replay neither loses
 first flush of a loaded partition re-sends every posting and change record still in an outbox (a crash
 between steps 4 and 6, or before a confirmation was written), at its steps 6, with its own among them:
 the same ids with the same content, which the ERP and the feed's consumers take idempotently, and no
-record of the partition is sent before them. Loading a partition publishes again the decisions of the
-last two flushes it finds (a crash between steps 4 and 5 stored them unpublished, and their replay is a
-duplicate that decides nothing).
+record of the partition is sent before them; and every position a watched channel sells from to
+``ats.network`` (values: a summing partition takes them again harmlessly). Loading a partition
+publishes again the decisions of the last two flushes it finds (a crash between steps 4 and 5 stored
+them unpublished, and their replay is a duplicate that decides nothing).
 
 A partition is loaded as soon as Faust has restored the table after an assignment, ahead of its first
 event and one partition at a time (:mod:`streams.loads`); the load writes the partition's positions to
@@ -85,6 +86,7 @@ from availability.events import epoch_ms
 from availability.feed import Change, change_record, feed_rules
 from availability.model import Position
 from availability.netting import Posting
+from availability.network import Entry, entries_from_wire, network_records, network_rules
 from availability.reservations import Hold
 from availability.routing import legs
 from availability.settings import Settings
@@ -168,13 +170,21 @@ LOAD_SLICE_RECORDS = 200
 TAIL_WAIT_SECONDS = 3.0
 TAIL_WAIT_BEHIND_SECONDS = 30.0
 
+#: the same for ``ats.network`` while the worker's other inputs are still being delivered: Faust's
+#: fetches hand out its records behind the inputs' backlog (seconds late), and every tail read holds the
+#: batch for a fetch round trip (16 reads of ats.network in one 200k-line ingest run, the rate fell by
+#: half). Its records come once the backlog is through; a tail the consumer really skipped is still read
+NETWORK_TAIL_WAIT_SECONDS = 30.0
+
 
 class Engine:
     def __init__(self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time,
                  metrics: WorkerMetrics | None = None, channels: ChannelViews | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.feed = feed_rules(channels if channels is not None else load_channels(settings.channels_file))
+        views = channels if channels is not None else load_channels(settings.channels_file)
+        self.feed = feed_rules(views)
+        self.network = network_rules(views)  # every channel's network ATS is watched (nothing without channels)
         self.clock = clock
         self.metrics = metrics or WorkerMetrics(settings)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -318,16 +328,20 @@ class Engine:
         for partition, flush in flushes.items():
             if partition not in resend:
                 await self._post(states[partition], flush.postings)
-        await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend])
+        await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend],
+                             {p: flush.network for p, flush in flushes.items() if p not in resend})
         for partition in sorted(resend):
             await self._resend(states[partition])
         return acked, flushes
 
     async def _resend(self, state: PartitionState) -> None:
         """A loaded partition's outboxes, sent whole by its first flush: postings and change records stored
-        before a restart and maybe never sent (or never confirmed), unchanged, and the flush's own."""
+        before a restart and maybe never sent (or never confirmed), unchanged, and the flush's own; and
+        every position a watched channel sells from, to ``ats.network`` (a crash between a flush's
+        changelog and its ``ats.network`` records would otherwise lose them; values: sent again, harmless)."""
         await self._send_postings(state.outbox())
-        await self._send_changes(state.change_outbox())  # after the postings, as a flush sends them
+        # after the postings, as a flush sends them
+        await self._send_changes(state.change_outbox(), {state.partition: state.network_snapshot()})
         state.confirm_outboxes()  # the agent alone touches an installed state: all they held was delivered
         if self.states.get(state.partition) is state:  # not loaded again meanwhile
             self.resend.discard(state.partition)
@@ -351,6 +365,7 @@ class Engine:
         from 358 MiB to 1.2 GiB in 30 s."""
         now = time.monotonic()
         wait = TAIL_WAIT_BEHIND_SECONDS if self.lag() > self.settings.batch_max else TAIL_WAIT_SECONDS
+        delivering: bool | None = None  # asked once, when an ats.network tail is due
         for partition, state in list(batch.states.items()):
             if self.states.get(partition) is not state:
                 continue
@@ -359,12 +374,18 @@ class Engine:
                 expected, end = state.expects(code), self._highwater(tp)
                 if expected is None or end is None or end <= expected:
                     continue
-                if now - self.arrived.setdefault(tp, now) < wait:
+                waited = now - self.arrived.setdefault(tp, now)
+                if waited < wait:
                     continue
+                if topic == topics.NETWORK and waited < NETWORK_TAIL_WAIT_SECONDS:
+                    if delivering is None:
+                        delivering = any(lag for other, lag in self.lags().items() if other.topic != topics.NETWORK)
+                    if delivering:
+                        continue
                 self.arrived[tp] = now
                 records = await self._read_log(tp, expected, min(end, expected + self.settings.batch_max))
                 log.info("%s: nothing delivered from offset %d for %.1f s while the log ends at %d: read %s records "
-                         "from the log", tp, expected, wait, end, "no" if records is None else len(records))
+                         "from the log", tp, expected, waited, end, "no" if records is None else len(records))
                 for record in records or ():
                     self._apply(state, record, now_ms, batch)
 
@@ -381,6 +402,8 @@ class Engine:
         source = Source(topics.TOPIC_CODE[message.topic], message.offset)
         if message.topic == topics.ROUTED:
             tick = self._routed(state, message, source, now_ms, batch)
+        elif message.topic == topics.NETWORK:
+            tick = self._network(state, message, source, batch)
         else:
             tick = self._input(state, message, source, now_ms, batch)
         state.consumed(source, quiet=tick)
@@ -444,6 +467,17 @@ class Engine:
                 batch.dead(rejection, *origin, payload)
         return False
 
+    def _network(self, state: PartitionState, message: Any, source: Source, batch: Batch) -> bool:
+        """Apply an ``ats.network`` record (positions of SKUs this partition sums); never a tick."""
+        try:
+            entries = entries_from_wire(orjson.loads(message.value if message.value is not None else b""))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            batch.dead(Rejection("invalid_network_record", str(exc)), message.topic, message.partition,
+                       message.offset, message.value)
+            return False
+        state.apply_network(entries, source)
+        return False
+
     # ---- state ---------------------------------------------------------------------------------
     def _load_ahead(self, owned: set[int]) -> None:
         """Start loading every partition in ``owned`` still without a state (:mod:`streams.loads`)."""
@@ -462,7 +496,7 @@ class Engine:
         state = await self._load(partition, generation)
         if state is not None and generation == self.rebalances:
             self.states[partition] = state
-            if state.outbox() or state.change_outbox():
+            if state.outbox() or state.change_outbox() or self.network.channels:
                 self.resend.add(partition)
 
     async def _load(self, partition: int, generation: int) -> PartitionState | None:
@@ -481,7 +515,7 @@ class Engine:
                                dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
                                window_ms=self.settings.erp_window_seconds * 1000,
                                grace_ms=self.settings.erp_grace_seconds * 1000,
-                               history=self.settings.history_limit > 0, feed=self.feed)
+                               history=self.settings.history_limit > 0, feed=self.feed, network=self.network)
         records = await self._read_state(state, current)
         if records is None or not await self._streams_resumed(current):
             return None
@@ -654,20 +688,32 @@ class Engine:
             await self.sender.send((topics.ERP_MOVEMENTS, posting.location_id.encode(),
                                     orjson.dumps(wire.posting_record(posting)), None) for posting in postings)
 
-    async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]]) -> None:
-        """Send the partitions' change records to the feed, keyed by SKU (each partition's in its order), in
-        one go, and wait for delivery; then the states may forget them. Sent only once the changelog holds
-        them (see :meth:`_post`)."""
-        if not any(changes for _, changes in outboxes):
+    async def _announce(self, outboxes: list[tuple[PartitionState, Sequence[Change]]],
+                        shares: Mapping[int, Sequence[Entry]]) -> None:
+        """Send the partitions' change records to the feed and their changed positions to ``ats.network``
+        (:meth:`_send_changes`), and wait for delivery; then the states may forget the change records. Sent
+        only once the changelog holds them (see :meth:`_post`)."""
+        if not any(changes for _, changes in outboxes) and not any(shares.values()):
             return
-        await self._send_changes([change for _, changes in outboxes for change in changes])
+        await self._send_changes([change for _, changes in outboxes for change in changes], shares)
         for state, changes in outboxes:
             state.confirm_changes(changes)
 
-    async def _send_changes(self, changes: Sequence[Change]) -> None:
-        if changes:
-            await self.sender.send(((topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)),
-                                     None) for change in changes), remember_keys=False)
+    async def _send_changes(self, changes: Sequence[Change], shares: Mapping[int, Sequence[Entry]] | None = None,
+                            ) -> None:
+        """Change records to the feed, keyed by SKU (each partition's in its order), and each partition's
+        changed positions to the partitions that sum their SKUs (``ats.network``, packed per destination),
+        in one send: one delivery to wait for. Only once the changelog holds them: an ``ats.network`` entry
+        is never ahead of the state a replay would start from (a crash before this send is made good by
+        the partition's next load: it sends every position once more, :meth:`_resend`)."""
+        partitions = self.settings.partitions
+        records: list[Record] = [(topics.NETWORK, f"p{sender}".encode(), value.encode(), destination)
+                                 for sender, changed in (shares or {}).items() if changed
+                                 for destination, value in network_records(changed, partitions, sender)]
+        records += [(topics.AVAILABILITY, change.sku.encode(), orjson.dumps(change_record(change)), None)
+                    for change in changes]
+        if records:
+            await self.sender.send(records, remember_keys=False)
 
     async def _write_cache(self, snapshots: dict[int, list[tuple[str, str, Position]]], decisions: list[Hold],
                            fresh: list[int], loaded: Mapping[int, PartitionState] | None = None) -> None:

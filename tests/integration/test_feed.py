@@ -7,7 +7,9 @@ Expected records are the rules of ``availability/feed.py`` worked by hand for th
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,15 +29,23 @@ CHANNELS = {"channels": {"ecom": {"locations": "all", "default_buffer": 1, "low_
 @pytest.fixture(scope="module")
 async def feed(module_broker: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
                ) -> AsyncIterator[Cluster]:
-    root = tmp_path_factory.mktemp("feed")
+    async with with_channels(module_broker, redis_url, tmp_path_factory.mktemp("feed")) as cluster:
+        yield cluster
+
+
+@asynccontextmanager
+async def with_channels(broker_url: str, redis_url: str, root: Path) -> AsyncIterator[Cluster]:
+    """One worker (4 partitions) reading :data:`CHANNELS`, ready; stopped on the way out."""
     (root / "channels.json").write_text(json.dumps(CHANNELS))
     env = {"ATS_CHANNELS_FILE": str(root / "channels.json")}
-    async with running(Cluster(module_broker, redis_url, root, partitions=4, env=env)) as cluster:
+    async with running(Cluster(broker_url, redis_url, root, partitions=4, env=env)) as cluster:
         yield cluster
 
 
 async def changes(cluster: Cluster, sku: str, until: Any, timeout: float = 60) -> list[dict[str, Any]]:
-    return await cluster.records(topics.AVAILABILITY, lambda r: r["sku"] == sku, until, timeout=timeout)
+    """The SKU's position records (its channels' network records, ``location_id`` null, are test_network's)."""
+    return await cluster.records(topics.AVAILABILITY, lambda r: r["sku"] == sku and r["location_id"] is not None,
+                                 until, timeout=timeout)
 
 
 def unique(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,20 +107,7 @@ async def test_no_crossing_is_lost_to_a_kill_during_bursts(feed: Cluster) -> Non
     """Bursts up and down, the worker killed with SIGKILL in the middle and restarted on an empty data dir:
     deduplicated by id, the records of each position alternate and the last one agrees with its ATS."""
     store, skus = ref("S"), [ref("SKU") for _ in range(6)]
-
-    def burst(rounds: range) -> list[tuple[str, dict[str, Any], None]]:  # even rounds receive 3, odd sell 3
-        return [(topics.RECEIPTS, receipt(store, (sku, 3)), None) if r % 2 == 0 else
-                (topics.SALES, sale(store, (sku, 3)), None) for r in rounds for sku in skus]
-
-    await feed.send_many(burst(range(1)))
-    await settled(feed, store)  # every SKU is in stock, and the feed has said so
-    await feed.send_many(burst(range(1, 5)))
-    feed.kill()  # while it applies, flushes and sends
-    await feed.send_many(burst(range(5, 8)))
-    feed.start_worker(wipe=True)
-    await ready(feed)
-    for sku in skus:
-        await eventually(lambda sku=sku: _on_hand_is(feed, sku, store, 0), what=f"{sku} applied")
+    await kill_during_bursts(feed, (store,), skus, lambda: settled(feed, store))
     await settled(feed, store)
     for sku in skus:
         found = unique(await changes(feed, sku, lambda f: any(r["kind"] == "out_of_stock" for r in f)))
@@ -121,3 +118,25 @@ async def test_no_crossing_is_lost_to_a_kill_during_bursts(feed: Cluster) -> Non
             assert record["kind"] == ("back_in_stock" if in_stock else "out_of_stock")
         assert found, f"{sku}: nothing said"
         assert not in_stock, found  # the last word: out of stock, as the cache says
+
+
+async def kill_during_bursts(cluster: Cluster, stores: tuple[str, ...], skus: list[str],
+                             said_in_stock: Callable[[], Awaitable[Any]]) -> None:
+    """Round 0 receives 3 of every SKU at every store (then ``said_in_stock``: the feed has said so); rounds
+    1-4 alternate selling and receiving 3 and the worker is killed with SIGKILL as they go in; rounds 5-7 go
+    in while it is down; restarted on an empty data dir, it applies everything (on_hand 0 everywhere)."""
+
+    def burst(rounds: range) -> list[tuple[str, dict[str, Any], None]]:  # even rounds receive 3, odd sell 3
+        return [(topics.RECEIPTS, receipt(store, (sku, 3)), None) if r % 2 == 0 else
+                (topics.SALES, sale(store, (sku, 3)), None) for r in rounds for sku in skus for store in stores]
+
+    await cluster.send_many(burst(range(1)))
+    await said_in_stock()
+    await cluster.send_many(burst(range(1, 5)))
+    cluster.kill()  # while it applies, flushes and sends
+    await cluster.send_many(burst(range(5, 8)))
+    cluster.start_worker(wipe=True)
+    await ready(cluster)
+    for sku in skus:
+        for store in stores:
+            await eventually(lambda sku=sku, store=store: _on_hand_is(cluster, sku, store, 0), what=f"{sku} applied")
