@@ -33,6 +33,9 @@ REASONS: dict[str, str] = {
     "unknown_reservation": "a release for a reservation this location never held",
     "count_outside_horizon": "a count older than what the position still remembers (ATS_COUNT_HORIZON_SECONDS)",
     "misrouted": "a re-routed leg arrived at a partition that does not own its location",
+    # internal topics (only workers write there): listed so that operators can filter them
+    "invalid_routed_record": "an ats.routed record (a re-routed leg or a clock tick) this worker cannot read",
+    "invalid_network_record": "an ats.network record (positions for a SKU's network sums) this worker cannot read",
 }
 
 _ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)

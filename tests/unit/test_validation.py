@@ -168,7 +168,8 @@ def test_bad_input_gets_its_reason(raw: bytes | None, reason: str) -> None:
 def test_the_bad_inputs_cover_every_validation_reason() -> None:
     covered = {reason for _, _, reason in BAD_INPUTS}
     # Reasons that only the shard (or the router) can give, or that need a topic: not input-shape reasons.
-    not_from_shape = {"type_topic_mismatch", "unknown_reservation", "count_outside_horizon", "misrouted"}
+    not_from_shape = {"type_topic_mismatch", "unknown_reservation", "count_outside_horizon", "misrouted",
+                      "invalid_routed_record", "invalid_network_record"}
     assert covered == set(REASONS) - not_from_shape
 
 
