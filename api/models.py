@@ -259,6 +259,8 @@ class WorkerSeen(_Response):
     worker: str
     at: float = Field(description="when it published these totals (epoch seconds)")
     partitions: list[int]
+    rss_bytes: int | None = Field(None, description="its resident memory then (absent from older workers)")
+    error_logs: int | None = Field(None, description="records it has logged at ERROR or above since it started")
 
 
 class Lag(_Response):
