@@ -125,11 +125,6 @@ def load_channels(path: Path | None) -> ChannelViews:
         raise ChannelsFileError(f"ATS_CHANNELS_FILE={path}: {exc}") from None
 
 
-def location_ats(on_hand: int, reserved: int, safety_stock: int) -> int:
-    """ATS = max(0, on_hand - reserved - safety_stock)."""
-    return max(0, on_hand - reserved - safety_stock)
-
-
 def channel_ats(view: ChannelView, location_id: str, ats: int) -> int:
     """What one location offers the channel: 0 if not eligible, else max(0, ATS - buffer)."""
     if not view.eligible(location_id):

@@ -26,6 +26,11 @@ class Position(NamedTuple):
     log: tuple[tuple[int, int], ...] = ()
 
     @property
+    def net(self) -> int:
+        """on_hand - reserved - safety_stock: what ATS is before its floor at 0 (below 0: oversold)."""
+        return self.on_hand - self.reserved - self.safety_stock
+
+    @property
     def ats(self) -> int:
         return ats(self.on_hand, self.reserved, self.safety_stock)
 

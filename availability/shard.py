@@ -571,7 +571,7 @@ class PartitionState:
         key = (sku, location_id)
         if key not in self._since:  # the change feed: the position as of the last drain, and the first cause
             prior = bucket.positions.get(sku, EMPTY)
-            self._since[key] = (prior.on_hand - prior.reserved - prior.safety_stock, self._feed_cause, address)
+            self._since[key] = (prior.net, self._feed_cause, address)
         bucket.positions[sku] = position
         bucket.stale.add(sku)
         bucket.changed.add(sku)
@@ -705,11 +705,11 @@ class PartitionState:
             sku, location_id = key
             bucket = self.buckets[address]
             position = bucket.positions[sku]
-            net = position.on_hand - position.reserved - position.safety_stock
-            # an oversold shelf sold again is still at 0: most changes leave the ATS where it was
-            if share_changed is not None and (net if net > 0 else 0) != (before if before > 0 else 0):
-                ats = net if net > 0 else 0
-                if share_changed(location_id, max(0, before), ats):
+            net = position.net
+            if share_changed is not None:
+                was, ats = (before if before > 0 else 0), (net if net > 0 else 0)
+                # an oversold shelf sold again is still at 0: most changes leave the ATS where it was
+                if ats != was and share_changed(location_id, was, ats):
                     network.append(Entry(sku, location_id, ats, position.updated_ms, last_cause.get(key) or first))
             # most changes cross nothing: with no low-stock level to watch, only going to 0 or leaving it counts
             if not levels and (before > 0) == (net > 0):

@@ -594,7 +594,7 @@ class Engine:
         by_location: dict[str, list[str]] = defaultdict(list)
         for sku, location_id, position in state.positions():
             by_sku[sku].append(b"%s %s" % (location_id.encode(), wire.cache_field(position)))
-            by_location[location_id].append(f"{position.on_hand - position.reserved - position.safety_stock} {sku}")
+            by_location[location_id].append(f"{position.net} {sku}")
         if not await self._write_whole(self._slices(by_sku, by_location), current):
             return
         await self._write_cache({}, [], [state.partition], {state.partition: state})
@@ -729,7 +729,7 @@ class Engine:
         for changed in snapshots.values():
             for sku, location_id, position in changed:
                 by_sku[sku][location_id] = wire.cache_field(position)
-                by_location[location_id][sku] = position.on_hand - position.reserved - position.safety_stock
+                by_location[location_id][sku] = position.net
         pipe = self.cache.pipeline(transaction=False)
         for sku, fields in by_sku.items():
             pipe.hset(topics.position_key(sku), mapping=fields)  # type: ignore[arg-type]
