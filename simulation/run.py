@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -278,29 +278,29 @@ class Run:
     async def heartbeat_lag(self) -> int | None:
         """Σ records behind over the workers whose heartbeat is fresh (None: no heartbeat). A worker knows
         the high watermarks only as far as it has fetched: an overloaded one under-reports."""
-        assert self.cache is not None
         total, fresh = 0, False
-        async for key in self.cache.scan_iter(match=topics.HEARTBEAT_PREFIX + "*", count=100):
-            raw = await self.cache.get(key)
-            if raw:
-                beat = orjson.loads(raw)
-                if time.time() - beat.get("at", 0) <= 10:
-                    total += int(beat.get("lag", 0))
-                    fresh = True
+        async for _, beat in self._published(topics.HEARTBEAT_PREFIX):
+            if time.time() - beat.get("at", 0) <= 10:
+                total += int(beat.get("lag", 0))
+                fresh = True
         return total if fresh else None
 
     async def worker_processes(self) -> dict[str, tuple[int | None, int]]:
         """(RSS bytes, error log records so far) of each worker, from the snapshot it publishes every tick
         (:mod:`streams.metrics`); a worker of a version that does not publish them is left out."""
-        assert self.cache is not None
         out = {}
-        async for key in self.cache.scan_iter(match=topics.WORKER_STATS_PREFIX + "*", count=100):
-            raw = await self.cache.get(key)
-            process = orjson.loads(raw).get("process") if raw else None
-            if process:
-                name = (key.decode() if isinstance(key, bytes) else key).removeprefix(topics.WORKER_STATS_PREFIX)
-                out[name] = (process.get("rss_bytes"), int(process.get("error_logs", 0)))
+        async for worker, snapshot in self._published(topics.WORKER_STATS_PREFIX):
+            if process := snapshot.get("process"):
+                out[worker] = (process.get("rss_bytes"), int(process.get("error_logs", 0)))
         return out
+
+    async def _published(self, prefix: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """``(worker, value)`` of each key the workers publish under ``prefix`` (gone ones skipped)."""
+        assert self.cache is not None
+        async for key in self.cache.scan_iter(match=prefix + "*", count=100):
+            raw = await self.cache.get(key)
+            if raw:
+                yield (key.decode() if isinstance(key, bytes) else key).removeprefix(prefix), orjson.loads(raw)
 
     def live_stats(self, now: float, lag: int | None) -> dict[str, Any]:
         second = self.metrics.seconds.get(int(now) - 1)

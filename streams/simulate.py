@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from availability.settings import Settings
+from simulation.profiles import PROFILES
 
 from . import embedded
 from .cli import EPILOG, Supervisor, _settings
@@ -83,7 +84,7 @@ def _spikes(value: str | None) -> Any:
 
 @click.command(epilog=EPILOG)
 @click.option("--profile", "profile_name", default="black-friday", show_default=True,
-              type=click.Choice(["black-friday", "smoke", "soak"]), help="named peak-day profile")
+              type=click.Choice(list(PROFILES)), help="named peak-day profile")
 @click.option("--duration", type=click.FloatRange(1), help="seconds of load [profile]")
 @click.option("--stores", type=click.IntRange(1, 990), help="stores [profile]")
 @click.option("--dcs", type=click.IntRange(1, 9), help="distribution centres [profile]")
@@ -126,7 +127,6 @@ def simulate(profile_name: str, seed: int, report_dir: Path | None, record: Path
 
     from simulation.main import run_tag
     from simulation.main import simulate as run_simulation
-    from simulation.profiles import PROFILES
 
     settings = _settings()
     renamed = {"duration": "duration_s"}
