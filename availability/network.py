@@ -35,13 +35,13 @@ before the crossing): the same crossing gets the same id wherever it is computed
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from .channels import ChannelView, ChannelViews
 from .feed import Change, change_id
 from .routing import owner_partition
+from .wire import record_json
 
 NETWORK_OUT_OF_STOCK = "network_out_of_stock"
 NETWORK_BACK_IN_STOCK = "network_back_in_stock"
@@ -159,8 +159,7 @@ def network_records(entries: Iterable[Entry], partitions: int, sender: int,
     by_partition: dict[int, list[Entry]] = {}
     for entry in entries:
         by_partition.setdefault(sku_partition(entry.sku, partitions), []).append(entry)
-    return [(partition, json.dumps({"v": RECORD_VERSION, "from": sender, "e": [list(e) for e in chunk[i:i + limit]]},
-                                   separators=(",", ":"), ensure_ascii=True))
+    return [(partition, record_json({"v": RECORD_VERSION, "from": sender, "e": [list(e) for e in chunk[i:i + limit]]}))
             for partition, chunk in sorted(by_partition.items()) for i in range(0, len(chunk), limit)]
 
 
