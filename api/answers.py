@@ -15,6 +15,9 @@ partition that owns a location in scope (:mod:`streams.cacheepoch` writes them),
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
@@ -36,6 +39,8 @@ _SKU: TypeAdapter[str] = TypeAdapter(Sku)
 _LOCATION: TypeAdapter[str] = TypeAdapter(LocationId)
 _CHANNEL: TypeAdapter[str] = TypeAdapter(ChannelName)
 JSON = "application/json"
+#: reads of positions at most, while their partitions' cache epochs change under them (read_positions)
+READ_ATTEMPTS = 3
 #: the scope of an answer asked with no channel and no locations
 _EVERY_LOCATION: Scope = (None, None)
 
@@ -163,7 +168,8 @@ async def _kept_answers(request: web.Request, kept: AnswerCache, skus: list[str]
         metrics.answered("read", len(missing))
         generation = kept.generation
         asked = [skus[i] for i in missing]
-        found = await read_positions(request.app[CACHE], asked, None, owners=list(range(kept.partitions)))
+        found = await read_positions(request.app[CACHE], asked, None, owners=list(range(kept.partitions)),
+                                     epochs=kept.epochs)
         for i, sku, positions in zip(missing, asked, found, strict=True):
             answers[i] = _rendered(kept.keep(generation, sku, positions), sku, locations, key, view)
     return answers  # type: ignore[return-value]  # every None was filled
@@ -180,27 +186,47 @@ def _rendered(entry: Kept, sku: str, locations: list[str] | None, key: Scope,
 
 
 async def read_positions(cache: Cache, skus: list[str], locations: list[str] | None, *,
-                         owners: list[int] | None = None) -> list[list[tuple[str, list[int]]]]:
-    """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip; with
-    ``owners``, raises :class:`CacheRebuilding` if the cache epoch of one of those partitions is missing.
-    The epochs are read after the positions: positions read before a loss of the cache's data are right,
-    and a loss before they were read shows in the epochs read after them."""
+                         owners: list[int] | None = None,
+                         epochs: Mapping[Any, Any] | None = None) -> list[list[tuple[str, list[int]]]]:
+    """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip.
+
+    With ``owners``, never positions of a cache that lost them: the same round trip reads those
+    partitions' cache epochs after the positions, and raises :class:`CacheRebuilding` if one is missing.
+    A loss before the positions were read shows there, unless the owner re-wrote the partition whole
+    (positions, then its epoch) in the meantime: then the epoch is there, with a new stamp. So the epochs
+    read after the positions must also be those read before them: ``epochs``, the epochs hash as read
+    earlier (the kept answers' last poll), or else read first, in a round trip of its own. A partition
+    re-written between the two reads is read again (its epoch now known), :data:`READ_ATTEMPTS` times
+    at most, then a 503 like a loss. Seen in CI on a Redis Cluster: a ``FLUSHALL`` of one node, then its
+    SKU read as empty while the worker re-wrote it, and answered as such."""
     if locations is not None and not locations:
         return [[] for _ in skus]
-    pipe = cache.pipeline(transaction=False)
-    for sku in skus:
-        if locations is None:
-            pipe.hgetall(topics.position_key(sku))
-        else:
-            pipe.hmget(topics.position_key(sku), locations)
-    if owners:
-        pipe.hmget(topics.CACHE_EPOCHS_KEY, [str(partition) for partition in owners])
-    results = await pipe.execute()
-    if owners:
-        epochs, results = results[-1], results[:-1]
-        missing = [partition for partition, epoch in zip(owners, epochs, strict=True) if epoch is None]
+    fields = [str(partition) for partition in owners or ()]
+    before: list[Any] | None = None
+    if fields:
+        before = list(await cache.hmget(topics.CACHE_EPOCHS_KEY, fields)) if epochs is None else [
+            epochs.get(field.encode()) for field in fields]
+    for _ in range(READ_ATTEMPTS):
+        pipe = cache.pipeline(transaction=False)
+        for sku in skus:
+            if locations is None:
+                pipe.hgetall(topics.position_key(sku))
+            else:
+                pipe.hmget(topics.position_key(sku), locations)
+        if fields:
+            pipe.hmget(topics.CACHE_EPOCHS_KEY, fields)
+        results = await pipe.execute()
+        if not fields:
+            break
+        after, results = results[-1], results[:-1]
+        missing = [partition for partition, epoch in zip(owners or (), after, strict=True) if epoch is None]
         if missing:
             raise CacheRebuilding(missing)
+        if after == before:
+            break
+        before = after
+    else:
+        raise CacheRebuilding([p for p, old, new in zip(owners or (), before or (), after, strict=True) if old != new])
     found: list[list[tuple[str, list[int]]]] = []
     for result in results:
         if locations is None:

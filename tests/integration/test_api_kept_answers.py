@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from api.answers import READ_ATTEMPTS, CacheRebuilding, read_positions
 from api.keys import ANSWERS, METRICS
 from availability import topics, wire
 from streams.embedded import start_cache
@@ -189,3 +190,44 @@ async def test_a_workers_change_shows_through_a_kept_answer(engine: Cluster) -> 
         await eventually(from_memory, timeout=10, what="the answer served from memory")
         await post_events(client, sale(store, (sku, 3)))
         await settled(client, sku, 7)
+
+
+async def test_positions_read_across_a_rewrite_of_their_partition_are_read_again(own_cache: str) -> None:
+    """An owner that re-writes a partition whole (after a loss) writes its positions, then a new epoch
+    stamp: positions read before that stamp and checked against epochs read after it could be the lost
+    ones. ``read_positions`` checks the epochs after its read against those before it, reads again
+    when they differ, and answers 503 rather than read for ever while they keep changing."""
+    sku = ref("SKU")
+    owners = list(range(PARTITIONS))
+    rewrites = [0]
+
+    class Rewritten(Redis):  # the real cache; the partitions are re-written right before each read of it
+        def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+            pipe = super().pipeline(transaction, shard_hint)
+            execute = pipe.execute
+
+            async def rewritten_first(raise_on_error: bool = True) -> Any:
+                if rewrites[0]:
+                    rewrites[0] -= 1
+                    await self.hset(topics.CACHE_EPOCHS_KEY, mapping={str(p): ref("W") for p in owners})
+                return await execute(raise_on_error)
+
+            pipe.execute = rewritten_first
+            return pipe
+
+    cache = Rewritten.from_url(own_cache)
+    try:
+        await write(cache, sku, "S-1", 5)
+        await cache.hset(topics.CACHE_EPOCHS_KEY, mapping={str(p): "first" for p in owners})
+        stale = {str(p).encode(): b"before" for p in owners}  # as a poll read them before a re-write
+        assert await read_positions(cache, [sku], None, owners=owners, epochs=stale) == [[("S-1", [5, 0, 0, 0, 0,
+                                                                                                 1_764_000_000_000])]]
+        rewrites[0] = 1  # once: read again, and answered
+        assert len(await read_positions(cache, [sku], None, owners=owners)) == 1
+        assert rewrites[0] == 0
+        rewrites[0] = READ_ATTEMPTS  # at every read: 503
+        with pytest.raises(CacheRebuilding):
+            await read_positions(cache, [sku], None, owners=owners)
+        assert rewrites[0] == 0
+    finally:
+        await cache.aclose()
