@@ -1,0 +1,44 @@
+"""The flush schedule on its own (:func:`streams.engine.turn_due`): each partition flushes once an
+interval, at its own turn, so a worker's partitions flush one after another, never all together."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.engine import turn_due
+
+
+def _flushes(partition: int, partitions: int, interval: float, until: float, step: float) -> list[float]:
+    """When ``partition`` flushes if the agent asks every ``step`` seconds (its batches) until ``until``."""
+    last: float | None = None
+    flushed = []
+    for tick in range(int(until / step) + 1):
+        now = tick * step
+        if turn_due(partition, partitions, interval, last, now):
+            flushed.append(now)
+            last = now
+    return flushed
+
+
+def test_a_partition_that_never_flushed_is_due_at_once() -> None:
+    assert turn_due(3, 8, 1.0, None, 0.0)
+
+
+def test_the_partitions_of_a_worker_take_turns_over_the_interval() -> None:
+    firsts = [_flushes(p, 8, 1.0, 3.0, 0.01)[1] for p in range(8)]  # the first after the initial one
+    turns = [1.0, *(p / 8 for p in range(1, 8))]  # partition 0's turn is at 0 (it has just flushed), then 1
+    assert all(turn <= at < turn + 0.01 for at, turn in zip(firsts, turns, strict=True)), firsts
+
+
+@given(partition=st.integers(0, 31), partitions=st.integers(1, 32), interval=st.floats(0.05, 5.0),
+       step=st.floats(0.001, 0.2))
+def test_once_an_interval_and_never_more_than_an_interval_and_a_batch_apart(
+        partition: int, partitions: int, interval: float, step: float) -> None:
+    partition %= partitions
+    flushed = _flushes(partition, partitions, interval, 20 * interval, step)
+    gaps = [later - earlier for earlier, later in pairwise(flushed[1:])]  # after the first flush
+    assert all(gap <= interval + step + 1e-9 for gap in gaps)
+    assert all(gap >= interval - step - 1e-9 for gap in gaps)
