@@ -901,10 +901,10 @@ class Engine:
 
     async def heartbeat(self, assigned: list[int]) -> None:
         """``caught_up`` (what ``/readyz`` reads): within a batch of the inputs' ends, and every assigned
-        partition loaded and its positions written whole to the cache since it was assigned or the cache
-        last lost them (``loading`` lists those that are not)."""
+        partition loaded, its positions written whole to the cache since it was assigned or the cache last
+        lost them, and the outboxes its load found re-sent (``loading`` lists those that are not)."""
         lag = self.lag()
-        loading = [p for p in assigned if p not in self.states or p not in self.epochs.confirmed]
+        loading = [p for p in assigned if p not in self.states or p not in self.epochs.confirmed or p in self.resend]
         beat = {"at": self.clock(), "worker": self.worker_id, "partitions": assigned, "lag": lag,
                 "loading": loading, "caught_up": lag <= self.settings.batch_max and not loading}
         await self.cache.set(topics.heartbeat_key(self.worker_id), orjson.dumps(beat), ex=30)
