@@ -196,7 +196,8 @@ class Engine:
         self.unflushed: dict[int, EventT[Any]] = {}  # partition → an event of it, applied since the last flush
         # partition → its events done since its last flush: acked once it is written
         self.unacked: defaultdict[int, list[EventT[Any]]] = defaultdict(list)
-        self.flushed_at: dict[int, float] = {}  # partition → when it last flushed (monotonic)
+        self.started = time.monotonic()
+        self.flushed_at: dict[int, float] = {}  # partition → when it last flushed (monotonic; never: started)
         self.cache_written_at = time.monotonic()
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
         self.loads = Loads(self._load_partition)  # assigned partitions loaded ahead of their first event
@@ -304,14 +305,17 @@ class Engine:
     def _due(self, now: float, behind: bool) -> set[int]:
         """The partitions applied to since their last flush whose turn has come: partition ``p`` flushes
         once a :meth:`_flush_interval`, at ``p / ATS_PARTITIONS`` of it, so a worker's partitions flush one
-        after another, not all together (one that never flushed, at once).
+        after another, not all together (one that never flushed, at its first turn after the worker started).
 
         All together, a worker's flush held its agent for a whole flush once an interval, and every
         answer due meanwhile waited: at 2,000 lines/s over 8 partitions, ~150 ms once a second (draining
         ~2,800 records ~35 ms, history ~17 ms, changelog ~45 ms, cache and feeds ~35 ms), the p99 of
-        ``benchmarks.freshness``. Staggered, each partition's flush is as big as before and as often."""
-        interval, partitions = self._flush_interval(behind), self.settings.partitions
-        return {p for p in self.unflushed if turn_due(p, partitions, interval, self.flushed_at.get(p), now)}
+        ``benchmarks.freshness``. Staggered, each partition's flush is as big as before and as often.
+        While the worker is behind, partitions whose last flush is an interval old flush together."""
+        interval, partitions, last = self._flush_interval(behind), self.settings.partitions, self.flushed_at
+        if behind:  # answers are seconds old then anyway: the partitions due flush together, as one
+            return {p for p in self.unflushed if now - last.get(p, self.started) >= interval}
+        return {p for p in self.unflushed if turn_due(p, partitions, interval, last.get(p, self.started), now)}
 
     def _flush_interval(self, behind: bool) -> float:
         """Seconds between flushes: ``ATS_FLUSH_INTERVAL_MS``, stretched :data:`BEHIND_FLUSH_FACTOR` times
@@ -941,11 +945,9 @@ class Engine:
         return lags
 
 
-def turn_due(partition: int, partitions: int, interval: float, last: float | None, now: float) -> bool:
-    """Whether ``partition``'s flush is due at ``now`` (seconds), having last flushed at ``last`` (None:
-    never): its turns are at ``partition / partitions`` of every ``interval``, and one has come since."""
-    if last is None:
-        return True
+def turn_due(partition: int, partitions: int, interval: float, last: float, now: float) -> bool:
+    """Whether ``partition``'s flush is due at ``now`` (seconds), having last flushed at ``last``: its
+    turns are at ``partition / partitions`` of every ``interval``, and one has come since."""
     phase = interval * partition / partitions
     return (now - phase) // interval > (last - phase) // interval
 
