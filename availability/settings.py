@@ -117,7 +117,10 @@ class Settings(BaseSettings):
                     "partition is loaded); Faust's default is 2,048",
     )
     batch_max: int = Field(5_000, ge=1, description="events the worker takes per batch at most")
-    batch_window_ms: int = Field(20, ge=1, le=10_000, description="longest wait to fill a batch")
+    batch_window_ms: int = Field(
+        10, ge=1, le=10_000,
+        description="longest wait to fill a batch (every event may wait this long before it is applied)",
+    )
     flush_interval_ms: int = Field(
         1_000, ge=0, le=60_000,
         description="how often the worker writes its changelog and acks its input (0: every batch); the cache is "
@@ -125,7 +128,9 @@ class Settings(BaseSettings):
     )
     tick_interval_ms: int = Field(1_000, ge=50, description="hold-expiry and idle-flush tick per partition")
     fetch_wait_ms: int = Field(
-        25, ge=1, le=10_000, description="longest the broker may hold a worker's fetch when no record is new"
+        10, ge=1, le=10_000,
+        description="longest the broker may hold a worker's fetch when no record is new (the embedded broker "
+                    "holds it that long even when records arrive)",
     )
     session_timeout_seconds: float = Field(
         10.0, gt=0, description="consumer group session timeout (Kafka allows ≥ 6 by default)"
