@@ -354,8 +354,12 @@ class Engine:
         for partition, flush in flushes.items():
             if partition not in resend:
                 await self._post(states[partition], flush.postings)
+        # ats.network entries are values, the last one sent stands: a partition revoked during the awaits
+        # above sends none (its new owner's first flush sends all of its positions, which this one's, sent
+        # later, would overwrite with older values); change records and postings carry ids, sent either way
+        owned = {p for p in flushes if self.states.get(p) is states[p]}
         await self._announce([(states[p], flush.changes) for p, flush in flushes.items() if p not in resend],
-                             {p: flush.network for p, flush in flushes.items() if p not in resend})
+                             {p: flush.network for p, flush in flushes.items() if p not in resend and p in owned})
         for partition in sorted(resend):
             await self._resend(states[partition])
         return acked, flushes
