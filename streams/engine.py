@@ -69,7 +69,7 @@ import socket
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -100,6 +100,7 @@ from .gate import InputGate, Verdict
 from .loads import Loads
 from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
+from .partitionload import read_state, whole_slices, write_whole
 from .produce import BatchSender, Record
 from .routing import Router, Tick, read_routed
 from .silence import LocationClocks
@@ -147,26 +148,6 @@ return #KEYS
 HISTORY_CALL_KEYS = 5_000
 PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
-#: a loaded partition's positions go to the cache in pipelines of about this many (whole SKU hashes each)
-RECACHE_SLICE_POSITIONS = 20_000
-
-#: a loaded partition written whole: KEYS[1] a position hash (or a location index), ARGV[1] ``HSET`` (or
-#: ``ZADD``), ARGV[2] its field-value (score-member) pairs, separated by spaces (ids have none:
-#: ``availability.events.ID_CHARS``). One argument per key, not two per position: redis-py packing each
-#: argument in Python was 10% of a 1M-position recovery (py-spy). One key per call: Redis Cluster takes it.
-WRITE_WHOLE = """
-local command, args = ARGV[1], {}
-for token in string.gmatch(ARGV[2], "%S+") do
-  args[#args + 1] = token
-  if #args == 1000 then redis.call(command, KEYS[1], unpack(args)); args = {} end
-end
-if #args > 0 then redis.call(command, KEYS[1], unpack(args)) end
-return 1
-"""
-WRITE_WHOLE_SHA = hashlib.sha1(WRITE_WHOLE.encode(), usedforsecurity=False).hexdigest()
-
-#: a partition's state records are decoded this many at a time, the event loop served in between
-LOAD_SLICE_RECORDS = 200
 
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
 #: worker reads that tail from the log itself (see Engine._skipped_tails); while the worker is
@@ -573,7 +554,7 @@ class Engine:
                                window_ms=self.settings.erp_window_seconds * 1000,
                                grace_ms=self.settings.erp_grace_seconds * 1000,
                                history=self.settings.history_limit > 0, feed=self.feed, network=self.network)
-        records = await self._read_state(state, current)
+        records = await read_state(self.table.data, state, current)
         if records is None or not await self._streams_resumed(current):
             return None
         decoded = time.monotonic()
@@ -603,34 +584,6 @@ class Engine:
                  state.inputs)
         return state if current() else None
 
-    async def _read_state(self, state: PartitionState, current: Callable[[], bool]) -> int | None:
-        """Restore the partition's records from the table's store into ``state``, a slice at a time (the
-        event loop served in between); the number of records, or None once ``current()`` is false."""
-        partition = state.partition
-        raw: list[tuple[str, bytes]] = []
-        for raw_key, raw_value in self._stored_items(partition):  # no await: the store may change in between
-            key = raw_key.decode()
-            if raw_value is not None and wire.partition_of_key(key) == partition:
-                raw.append((key, raw_value))
-        for start in range(0, len(raw), LOAD_SLICE_RECORDS):
-            for key, value in raw[start:start + LOAD_SLICE_RECORDS]:
-                state.load(key, orjson.loads(value))
-            await asyncio.sleep(0)
-            if not current():
-                return None
-        return len(raw)
-
-    def _stored_items(self, partition: int) -> Iterable[tuple[bytes, bytes | None]]:
-        """The table's records to look through for ``partition``'s: on a RocksDB store, which keeps a
-        database per partition, that partition's alone (through the whole table, every load of a 1M-position
-        recovery read every partition's values: 8 times the 330 MB it needs); on the memory store, all."""
-        store: Any = self.table.data
-        databases: Any = getattr(store, "_dbs", {})  # faust.stores.rocksdb.Store (not in Faust's declared types)
-        own = partition in databases and hasattr(store, "_visible_items")
-        items: Iterable[tuple[bytes, bytes | None]] = (store._visible_items(databases[partition]) if own
-                                                       else store.items())
-        return items
-
     async def _streams_resumed(self, current: Callable[[], bool]) -> bool:
         """Wait until Faust has sought the inputs to the group's offsets after its table recovery (a load
         begun at ``on_rebalance_complete`` gets there first): the load's own seek must come after it."""
@@ -641,64 +594,21 @@ class Engine:
 
     async def _recache(self, state: PartitionState, current: Callable[[], bool]) -> None:
         """Every position of a loaded partition to the cache, in pipelines of about
-        :data:`RECACHE_SLICE_POSITIONS` (:data:`WRITE_WHOLE`: one call per SKU hash and per location index),
+        :data:`~streams.partitionload.RECACHE_SLICE_POSITIONS` (one script call per SKU hash and location index),
         the next sent while the cache takes the one before; then its holds, its locations' clocks and its
         epoch (:mod:`streams.cacheepoch`), which vouches for the rest. Nothing more once ``current()`` is
         false or a write failed: the agent writes an unconfirmed partition whole once the cache answers."""
         if not self.epochs.reachable:
             return
-        by_sku: dict[str, list[bytes]] = defaultdict(list)
-        by_location: dict[str, list[str]] = defaultdict(list)
-        for sku, location_id, position in state.positions():
-            by_sku[sku].append(b"%s %s" % (location_id.encode(), wire.cache_field(position)))
-            by_location[location_id].append(f"{position.net} {sku}")
-        if not await self._write_whole(self._slices(by_sku, by_location), current):
-            return
-        await self._write_cache({}, [], [state.partition], {state.partition: state})
-
-    def _slices(self, by_sku: dict[str, list[bytes]], by_location: dict[str, list[str]]) -> Iterator[Any]:
-        """Pipelines of whole SKU hashes and location indexes, about :data:`RECACHE_SLICE_POSITIONS` each."""
-        pipe, size = self.cache.pipeline(transaction=False), 0
-        for sku, fields in by_sku.items():
-            pipe.evalsha(WRITE_WHOLE_SHA, 1, topics.position_key(sku), "HSET", b" ".join(fields))
-            size += len(fields)
-            if size >= RECACHE_SLICE_POSITIONS:
-                pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)  # after the hashes (api/answercache.py)
-                yield pipe
-                pipe, size = self.cache.pipeline(transaction=False), 0
-        for location_id, scores in by_location.items():
-            pipe.evalsha(WRITE_WHOLE_SHA, 1, topics.location_index_key(location_id), "ZADD", " ".join(scores))
-            size += len(scores)
-            if size >= RECACHE_SLICE_POSITIONS:
-                yield pipe
-                pipe, size = self.cache.pipeline(transaction=False), 0
-        pipe.publish(topics.CHANGED_CHANNEL, wire.CHANGED_EVERY_SKU)
-        yield pipe
-
-    async def _write_whole(self, pipes: Iterator[Any], current: Callable[[], bool]) -> bool:
-        """Execute the pipelines in order, each sent while the cache still works on the one before (two in
-        flight at most), :data:`WRITE_WHOLE` loaded first; whether all were written. A failure stops there
-        (see :meth:`_write_cache`)."""
-        in_flight: list[asyncio.Future[Any]] = []
         try:
             with self.metrics.cache_write():
-                await self.cache.script_load(WRITE_WHOLE)
-                for pipe in pipes:
-                    if not current():
-                        return False
-                    in_flight.append(asyncio.ensure_future(pipe.execute()))
-                    if len(in_flight) == 2:
-                        await in_flight.pop(0)
-                while in_flight:
-                    await in_flight.pop(0)
-            return current()
+                if not await write_whole(self.cache, whole_slices(self.cache, state), current):
+                    return
         except CacheErrors as exc:
             log.warning("cache write failed (%s): every partition is written whole once the cache answers", exc)
             self.epochs.failed(self.states)
-            return False
-        finally:
-            for future in in_flight:
-                future.cancel()
+            return
+        await self._write_cache({}, [], [state.partition], {state.partition: state})
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         """What was applied of a revoked partition and not flushed is dropped, unacknowledged: whoever owns
