@@ -310,7 +310,7 @@ class Engine:
 
     def _flush_interval(self, behind: bool) -> float:
         """Seconds between flushes: ``ATS_FLUSH_INTERVAL_MS``, stretched :data:`BEHIND_FLUSH_FACTOR` times
-        while the worker is more than a batch behind its inputs. A flush costs per bucket touched, not per
+        while the worker is behind its inputs (:meth:`_behind`). A flush costs per bucket touched, not per
         event, so fewer, bigger flushes drain a backlog sooner; caught up, the interval is back (what a
         crash replays, and how far commits trail the state, stay bounded by the stretched interval)."""
         interval = self.settings.flush_interval_ms / 1000
