@@ -222,11 +222,13 @@ async def read_positions(cache: Cache, skus: list[str], locations: list[str] | N
         missing = [partition for partition, epoch in zip(owners or (), after, strict=True) if epoch is None]
         if missing:
             raise CacheRebuilding(missing)
-        if after == before:
+        changed = [partition for partition, old, new in zip(owners or (), before or (), after, strict=True)
+                   if old != new]
+        if not changed:
             break
         before = after
     else:
-        raise CacheRebuilding([p for p, old, new in zip(owners or (), before or (), after, strict=True) if old != new])
+        raise CacheRebuilding(changed)
     found: list[list[tuple[str, list[int]]]] = []
     for result in results:
         if locations is None:

@@ -226,8 +226,9 @@ async def test_positions_read_across_a_rewrite_of_their_partition_are_read_again
         assert len(await read_positions(cache, [sku], None, owners=owners)) == 1
         assert rewrites[0] == 0
         rewrites[0] = READ_ATTEMPTS  # at every read: 503
-        with pytest.raises(CacheRebuilding):
+        with pytest.raises(CacheRebuilding) as rebuilding:
             await read_positions(cache, [sku], None, owners=owners)
+        assert rebuilding.value.partitions == owners  # named in the 503's detail
         assert rewrites[0] == 0
     finally:
         await cache.aclose()
