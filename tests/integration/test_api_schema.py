@@ -101,6 +101,17 @@ STRING_INPUTS = {("GET", "/v1/availability/{sku}"), ("GET", "/v1/reservations/{r
                  ("DELETE", "/v1/reservations/{reservation_id}")}
 
 
+def negates_authorization(case: schemathesis.Case) -> bool:
+    """Whether the case's invalid part is its ``Authorization`` header (from the bearer security scheme):
+    such a case goes out with the header as generated, since our bearer token would replace exactly the
+    part under test and the server would rightly accept the rest."""
+    data = case.meta.phase.data if case.meta is not None else None
+    if data is None:
+        return False
+    names = {data.parameter, *(mutation.parameter for mutation in data.mutations)}
+    return any(name is not None and name.lower() == "authorization" for name in names)
+
+
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_document(case: schemathesis.Case, api_url: str) -> None:
@@ -111,4 +122,5 @@ def test_api_conforms_to_its_document(case: schemathesis.Case, api_url: str) -> 
         excluded.append(allow_header_conformance)
     if (case.method.upper(), case.path) in STRING_INPUTS:
         excluded.append(negative_data_rejection)
-    case.call_and_validate(base_url=api_url, headers=bearer(ADMIN), timeout=30, excluded_checks=excluded)
+    headers = None if negates_authorization(case) else bearer(ADMIN)
+    case.call_and_validate(base_url=api_url, headers=headers, timeout=30, excluded_checks=excluded)
