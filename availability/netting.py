@@ -79,7 +79,7 @@ _NOTHING: tuple[int, int, tuple[str, ...]] = (0, 0, ())
 class Netting:
     """The netting of one position bucket: pending window entries, the outbox, revision bookkeeping."""
 
-    __slots__ = ("_changed", "_closed", "_stale", "_texts", "closed_before", "late_closes", "outbox", "pending")
+    __slots__ = ("_changed", "_closed", "_texts", "closed_before", "late_closes", "outbox", "pending")
 
     def __init__(self, pending: dict[Entry, tuple[int, int, tuple[str, ...]]] | None = None,
                  outbox: list[Posting] | None = None, closed_before: int = 0, late_closes: int = 0) -> None:
@@ -90,8 +90,7 @@ class Netting:
         self.outbox = outbox or []
         self.closed_before = closed_before
         self.late_closes = late_closes
-        self._texts: dict[Entry, str] = {}  # entry → its JSON as of the last encoding (see to_json)
-        self._stale: set[Entry] = set(self.pending)  # entries changed since
+        self._texts: dict[Entry, str] = {}  # changed entry → its JSON as last encoded (see changes_json)
         self._changed: set[Entry] = set()  # pending entries changed since the last to_json (see changes_json)
         self._closed: set[Entry] = set()  # entries closed since the last to_json (see changes_json)
 
@@ -104,7 +103,7 @@ class Netting:
         if event_id is not None and len(ids) < EVENT_IDS and event_id not in ids:
             ids = (*ids, event_id)
         self.pending[entry] = (total + qty, count + 1, ids)
-        self._stale.add(entry)
+        self._texts.pop(entry, None)
         self._changed.add(entry)
         self._closed.discard(entry)
 
@@ -122,7 +121,6 @@ class Netting:
         for entry in due:
             qty, count, ids = self.pending.pop(entry)
             self._texts.pop(entry, None)
-            self._stale.discard(entry)
             self._changed.discard(entry)
             self._closed.add(entry)
             sku, movement_type, start = entry
@@ -157,20 +155,25 @@ class Netting:
         return len(self._changed) + len(self._closed)
 
     def to_json(self) -> str:
-        """:meth:`to_wire` as JSON text. Each pending entry's JSON is kept from the last encoding and only
-        entries changed since are encoded again (a bucket record is re-written every flush)."""
-        self._encode()
+        """:meth:`to_wire` as JSON text; it completes no record, so the changed entries' texts are let go."""
+        texts = self._texts
+        entries = ",".join([texts.get(entry) or self._entry_json(entry) for entry in self.pending])
+        self._texts = {}
         self._changed.clear()
         self._closed.clear()
-        entries = ",".join(map(self._texts.__getitem__, self.pending))
         return f'{{"n":[{entries}],"o":{self._outbox_json()},"c":{self.closed_before},"s":{self.late_closes}}}'
 
     def changes_json(self) -> str:
         """What changed since the last :meth:`to_json`, whose record this one completes (:meth:`apply_changes`):
         the pending entries changed (``n``), those closed (``x``), and the outbox and revision bookkeeping as
         they are now (``o``, ``c``, ``s``: small). Closing windows therefore costs a record of changes, not a
-        rewrite of the whole bucket (windows close every few seconds of a busy day)."""
-        self._encode(self._changed)
+        rewrite of the whole bucket (windows close every few seconds of a busy day). The changed entries'
+        texts are kept until the next :meth:`to_json` (the record is cumulative: each entry encoded once
+        per change, and no text kept for an entry unchanged since the full record)."""
+        texts = self._texts
+        for entry in self._changed:
+            if entry not in texts:
+                texts[entry] = self._entry_json(entry)
         closed = ",".join([f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start}]"
                            for sku, kind, start in self._closed])
         return (f'{{"n":[{",".join(map(self._texts.__getitem__, self._changed))}],"x":[{closed}],'
@@ -182,13 +185,12 @@ class Netting:
             entry = (sku, kind, int(start))
             if self.pending.pop(entry, None) is not None:
                 self._texts.pop(entry, None)
-                self._stale.discard(entry)
                 self._changed.discard(entry)
             self._closed.add(entry)
         for row in data["n"]:
             entry, value = _pending(row)
             self.pending[entry] = value
-            self._stale.add(entry)
+            self._texts.pop(entry, None)
             self._changed.add(entry)
             self._closed.discard(entry)
         if "o" in data:
@@ -198,21 +200,11 @@ class Netting:
     def _outbox_json(self) -> str:
         return json.dumps([list(posting) for posting in self.outbox], separators=(",", ":")) if self.outbox else "[]"
 
-    def _encode(self, only: set[Entry] | None = None) -> None:
-        """Keep the JSON of the stale entries (of those in ``only``: a netting just loaded is stale whole,
-        and a record of its changes needs only the changed ones)."""
-        texts, stale = self._texts, self._stale
-        entries = stale if only is None or len(only) >= len(stale) else only & stale
-        for entry in entries:
-            sku, kind, start = entry
-            qty, count, ids = self.pending[entry]
-            named = ",".join(map(encode_basestring_ascii, ids))
-            texts[entry] = (f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count},"
-                            f"[{named}]]")
-        if entries is stale:
-            stale.clear()
-        else:
-            stale.difference_update(entries)
+    def _entry_json(self, entry: Entry) -> str:
+        sku, kind, start = entry
+        qty, count, ids = self.pending[entry]
+        named = ",".join(map(encode_basestring_ascii, ids))
+        return f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count},[{named}]]"
 
     @classmethod
     def from_wire(cls, data: dict[str, Any] | None) -> Netting:

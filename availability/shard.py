@@ -102,10 +102,14 @@ class _Bucket:
 
     Stored as a full record (version ``version``, -1: none stored yet) and, beside it, a record of the
     changes since (``changed``: SKUs changed since the full record; ``changes_stored``: such a record is
-    in the changelog). ``texts`` keeps each position's JSON (:func:`availability.wire.position_entry_json`)
-    as of the last drain, ``stale`` the SKUs changed since: a drain encodes only those."""
+    in the changelog). ``texts`` keeps the JSON (:func:`availability.wire.position_entry_json`) of changed
+    positions as last encoded, dropped when one changes again: the record of changes is cumulative, so a
+    drain encodes only the positions changed since the last one. A full record encodes every position and
+    clears ``texts``: an unchanged position keeps no text (~150 bytes each, 1M positions: ~150 MiB), and
+    the full record, written once the changes reach half the bucket, costs at most one encoding more per
+    position changed."""
 
-    __slots__ = ("changed", "changes_stored", "decisions", "feed", "ids", "netting", "positions", "stale", "texts",
+    __slots__ = ("changed", "changes_stored", "decisions", "feed", "ids", "netting", "positions", "texts",
                  "version", "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
@@ -119,7 +123,6 @@ class _Bucket:
         self.feed = feed or []  # the change feed's outbox: crossings of these positions not yet sent
         self.version = version
         self.texts: dict[str, str] = {}
-        self.stale: set[str] = set(self.positions)
         self.changed: set[str] = set()
         self.changes_stored = False
 
@@ -133,18 +136,23 @@ class _Bucket:
     def to_json(self) -> str:
         """The full record (JSON text), numbered one above the last; takes the decisions along (they travel
         with one flush)."""
-        self._encode()
+        texts = self.texts
+        entries = [texts.get(sku) or position_entry_json(sku, position) for sku, position in self.positions.items()]
+        self.texts = {}
         self.version += 1
         self.changed.clear()
         decisions, self.decisions = self.decisions, {}
-        return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.positions), decisions,
+        return bucket_json(self.version, self.watermarks, entries, decisions,
                            self.netting.to_json() if self.netting else None, self.ids, self._feed_json())
 
     def changes_json(self) -> str:
         """The record of the changes since the full record (cumulative: it replaces the last one)."""
-        self._encode(self.changed)
+        texts, positions = self.texts, self.positions
+        for sku in self.changed:
+            if sku not in texts:
+                texts[sku] = position_entry_json(sku, positions[sku])
         decisions, self.decisions = self.decisions, {}
-        return bucket_json(self.version, self.watermarks, map(self.texts.__getitem__, self.changed), decisions,
+        return bucket_json(self.version, self.watermarks, map(texts.__getitem__, self.changed), decisions,
                            self.netting.changes_json(), self.ids, self._feed_json())
 
     def apply_changes(self, value: dict[str, Any]) -> None:
@@ -152,7 +160,7 @@ class _Bucket:
         self.watermarks = {int(code): offset for code, offset in value["w"].items()}
         for sku, data in value["p"].items():
             self.positions[sku] = position_from_wire(data)
-            self.stale.add(sku)
+            self.texts.pop(sku, None)
             self.changed.add(sku)
         self.decisions.update(value.get("d") or {})
         self.netting.apply_changes(value["n"])
@@ -161,19 +169,6 @@ class _Bucket:
 
     def _feed_json(self) -> str | None:
         return outbox_json(self.feed) if self.feed else None
-
-    def _encode(self, only: set[str] | None = None) -> None:
-        """Keep the JSON of the stale positions (of those in ``only``): a bucket just loaded is stale
-        whole, and a record of its changes needs only the changed ones."""
-        texts, stale = self.texts, self.stale
-        if only is None or len(only) >= len(stale):
-            for sku in stale:
-                texts[sku] = position_entry_json(sku, self.positions[sku])
-            stale.clear()
-            return
-        for sku in only & stale:
-            texts[sku] = position_entry_json(sku, self.positions[sku])
-            stale.discard(sku)
 
 
 class PartitionState:
@@ -573,7 +568,7 @@ class PartitionState:
             prior = bucket.positions.get(sku, EMPTY)
             self._since[key] = (prior.net, self._feed_cause, address)
         bucket.positions[sku] = position
-        bucket.stale.add(sku)
+        bucket.texts.pop(sku, None)
         bucket.changed.add(sku)
         self._touched.add(address)
         self._dirty_positions[key] = self._feed_cause
