@@ -118,8 +118,9 @@ class Settings(BaseSettings):
     )
     batch_max: int = Field(5_000, ge=1, description="events the worker takes per batch at most")
     batch_window_ms: int = Field(
-        10, ge=1, le=10_000,
-        description="longest wait to fill a batch (every event may wait this long before it is applied)",
+        10, ge=0, le=10_000,
+        description="while the worker is behind its inputs, the longest a batch waits for more events after its "
+                    "first (0: never); a worker keeping up starts each batch at once with what has arrived",
     )
     flush_interval_ms: int = Field(
         1_000, ge=0, le=60_000,

@@ -48,7 +48,7 @@ async def measure(url: str, token: str) -> tuple[list[float], list[float]]:
                    "location_id": "S1", "lines": [{"sku": "A", "qty": 1_000_000}]}
         assert (await http.post("/v1/events", json=receipt)).status == 202
         for _ in range(600):  # until the worker has applied the stock (a cold start joins the group first)
-            if (await (await http.get("/v1/availability/A")).json())["network_ats"]:
+            if (await (await http.get("/v1/availability/A")).json()).get("network_ats"):  # 503s until the worker is up
                 break
             await asyncio.sleep(0.1)
         holds, health = [], []
@@ -170,14 +170,18 @@ def up_and(measure_with: Any) -> Any:
             up.wait(timeout=60)
 
 
-def run_contended(argv: list[str] | None = None) -> dict[str, Any]:
-    """The contended figure, printed; returns it (``make bench`` writes it with the others)."""
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.holds", description=__doc__.split("\n")[0])
     parser.add_argument("--contended", action="store_true", help="the contended 200 holds/s figure")
     parser.add_argument("--rate", type=int, default=200, help="holds/s in all (default 200)")
     parser.add_argument("--seconds", type=float, default=20, help="duration (default 20)")
     parser.add_argument("--clients", type=int, default=8, help="racing clients (default 8)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run_contended(argv: list[str] | None = None) -> dict[str, Any]:
+    """The contended figure, printed; returns it (``make bench`` writes it with the others)."""
+    args = arguments(argv)
     figures = up_and(lambda url, token: contended(url, token, args.rate, args.seconds, args.clients))
     report_contended(figures)
     if figures["oversold"] or figures["reserved_mismatch"]:
@@ -187,7 +191,7 @@ def run_contended(argv: list[str] | None = None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if "--contended" in argv:
+    if arguments(argv).contended:
         print(f"  written to {write_result('holds-contended', run_contended(argv))}")
         return
     holds, health = up_and(measure)

@@ -104,6 +104,7 @@ from .partitionload import read_state, whole_slices, write_whole
 from .produce import BatchSender, Record
 from .routing import Router, Tick, read_routed
 from .silence import LocationClocks
+from .take import batches
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class Engine:
     # ---- the agent -----------------------------------------------------------------------------
     async def process(self, stream: faust.StreamT[bytes]) -> None:
         window = self.settings.batch_window_ms / 1000
-        async for events in stream.noack_take(self.settings.batch_max, window):  # type: ignore[attr-defined]
+        async for events in batches(stream, self.settings.batch_max, window, self._behind):
             for event in await self.handle(events):
                 await stream.ack(event)
 

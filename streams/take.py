@@ -1,0 +1,63 @@
+"""The engine's batches, taken from its stream's queue as they are there, not after a window.
+
+Faust's ``Stream.noack_take(max, within)`` waits ``within`` on every turn unless the buffer fills, and its
+buffer is filled one event at a time through the stream's per-event path (a turn of the event loop, the
+sensors and an awaited processor per event). So a hold that arrives alone waited out the window before
+its batch began, and every batch, however busy the worker, began with a wait.
+
+:func:`batches` takes what the stream's queue holds when the previous batch is done (up to ``max_size``)
+and starts at once, unless the worker is behind (its consumer lag says more is fetched than applied):
+then it waits up to ``window_s`` after the batch's first event for more. Faust's consumer hands the
+queue its fetched records a few at a time, between turns of the agent, so without that wait a worker
+working off a backlog took batches of one or two events, and a batch's fixed costs (the cache write,
+the outputs' delivery) per event: 60k one-line events at ~2,000/s against ~6,200/s with the wait.
+Live traffic (a hold, a probe, a till's sale) does not wait for a window.
+
+Per event it does what Faust's iterator does before it yields one: skip (and acknowledge) an event
+fetched before the current rebalance or while the stream is paused, and track the message as
+unacknowledged, so Faust commits its offset only once the engine acknowledges it (``stream.ack``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+
+async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float,
+                  behind: Callable[[], bool]) -> AsyncIterator[list[EventT[Any]]]:
+    """Lists of at most ``max_size`` events, in the order the consumer delivered them."""
+    app = stream.app
+    channel: Any = aiter(stream.channel)  # an iterator of the agent's topics: the conductor delivers to it
+    queue = channel.queue
+    consumer = app.consumer
+    flow_control = app.flow_control
+    acking_topics = app.topics.acking_topics
+    loop = asyncio.get_running_loop()
+    while True:
+        first = await queue.get()  # raises what the conductor threw into the queue, as Faust's iterator does
+        started = loop.time()
+        taken = [first]
+        while len(taken) < max_size and not queue.empty():
+            taken.append(queue.get_nowait())
+        if window_s > 0 and len(taken) < max_size and behind():
+            await asyncio.sleep(max(0.0, window_s - (loop.time() - started)))
+            while len(taken) < max_size and not queue.empty():
+                taken.append(queue.get_nowait())
+        batch: list[EventT[Any]] = []
+        active, generation = flow_control.is_active(), app.consumer_generation_id
+        for event in taken:
+            message = event.message
+            if message.topic in acking_topics and not message.tracked:
+                message.tracked = True
+                consumer.track_message(message)
+            if not active or message.generation_id != generation:
+                await stream.ack(event)  # fetched before a rebalance (or while paused): its new owner reads it
+                continue
+            batch.append(event)
+        if batch:
+            yield batch
