@@ -27,10 +27,17 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+#: a batch stops taking events once their payloads reach this many bytes (~400 POS envelopes of 50 lines,
+#: 25 of 1,000): what the queue holds can be 10,000 events (``stream_buffer_maxsize``), and a batch of
+#: 5,000 envelopes of 1,000 lines (5M lines) held every line's history and changes at once: a worker
+#: loading 1M positions peaked at 3.4 GiB instead of 1.8 (``benchmarks.memory``)
+BATCH_BYTES = 1 << 20
 
-async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float,
-                  behind: Callable[[], bool]) -> AsyncIterator[list[EventT[Any]]]:
-    """Lists of at most ``max_size`` events, in the order the consumer delivered them."""
+
+async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float, behind: Callable[[], bool],
+                  max_bytes: int = BATCH_BYTES) -> AsyncIterator[list[EventT[Any]]]:
+    """Lists of at most ``max_size`` events and about ``max_bytes`` of payload (at least one event), in the
+    order the consumer delivered them."""
     app = stream.app
     channel: Any = aiter(stream.channel)  # an iterator of the agent's topics: the conductor delivers to it
     queue = channel.queue
@@ -42,12 +49,15 @@ async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float,
         first = await queue.get()  # raises what the conductor threw into the queue, as Faust's iterator does
         started = loop.time()
         taken = [first]
-        while len(taken) < max_size and not queue.empty():
-            taken.append(queue.get_nowait())
-        if window_s > 0 and len(taken) < max_size and behind():
+        size = first.message.serialized_value_size
+        while len(taken) < max_size and size < max_bytes and not queue.empty():
+            taken.append(event := queue.get_nowait())
+            size += event.message.serialized_value_size
+        if window_s > 0 and len(taken) < max_size and size < max_bytes and behind():
             await asyncio.sleep(max(0.0, window_s - (loop.time() - started)))
-            while len(taken) < max_size and not queue.empty():
-                taken.append(queue.get_nowait())
+            while len(taken) < max_size and size < max_bytes and not queue.empty():
+                taken.append(event := queue.get_nowait())
+                size += event.message.serialized_value_size
         batch: list[EventT[Any]] = []
         active, generation = flow_control.is_active(), app.consumer_generation_id
         for event in taken:
