@@ -1,6 +1,6 @@
-"""The engine agent: reads every input topic in batches, applies them to per-partition state in the
-domain (:class:`availability.shard.PartitionState`), writes the cache every batch and flushes the state
-every ``ATS_FLUSH_INTERVAL_MS``.
+"""The engine agent: reads every input topic in batches (:mod:`streams.take`), applies them to
+per-partition state in the domain (:class:`availability.shard.PartitionState`), writes the cache every
+batch and flushes the state every ``ATS_FLUSH_INTERVAL_MS``.
 
 Every batch, in this order:
 
