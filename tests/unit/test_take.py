@@ -1,0 +1,108 @@
+"""streams.take.batches: what a batch takes from the queue, and when it waits. Faust's side (the stream,
+its app, the consumer that tracks and acknowledges messages) is stood in for by plain objects with the
+attributes the take reads; the queue is a real asyncio queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from streams.take import batches
+
+TOPIC = "pos.sales"
+
+
+class Stream:
+    def __init__(self, generation: int = 1) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.tracked: list[int] = []
+        self.acked: list[int] = []
+        consumer = SimpleNamespace(track_message=lambda message: self.tracked.append(message.offset))
+        self.app = SimpleNamespace(consumer=consumer, consumer_generation_id=generation,
+                                   flow_control=SimpleNamespace(is_active=lambda: True),
+                                   topics=SimpleNamespace(acking_topics={TOPIC}))
+        self.channel = _Channel(self.queue)
+
+    async def ack(self, event: Any) -> bool:
+        self.acked.append(event.message.offset)
+        return True
+
+    def put(self, offset: int, size: int = 100, generation: int = 1) -> None:
+        self.queue.put_nowait(SimpleNamespace(message=SimpleNamespace(
+            topic=TOPIC, offset=offset, serialized_value_size=size, generation_id=generation, tracked=False)))
+
+
+class _Channel:
+    def __init__(self, queue: asyncio.Queue[Any]) -> None:
+        self.queue = queue
+
+    def __aiter__(self) -> _Channel:  # a topic iterated: the take reads its queue, never its __anext__
+        return self
+
+    async def __anext__(self) -> Any:
+        raise StopAsyncIteration
+
+
+def offsets(batch: list[Any]) -> list[int]:
+    return [event.message.offset for event in batch]
+
+
+async def take(stream: Stream, **options: Any) -> AsyncIterator[list[Any]]:
+    defaults: dict[str, Any] = {"max_size": 5_000, "window_s": 0.0, "behind": lambda: False}
+    async for batch in batches(stream, **{**defaults, **options}):  # type: ignore[arg-type]
+        yield batch
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coroutine, 5))
+
+
+def test_a_batch_is_what_the_queue_holds_up_to_the_most_events() -> None:
+    async def scenario() -> list[list[int]]:
+        stream = Stream()
+        for offset in range(7):
+            stream.put(offset)
+        taken = take(stream, max_size=3)
+        return [offsets(await anext(taken)) for _ in range(3)]
+
+    assert run(scenario()) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_batch_stops_at_its_bytes_and_takes_at_least_one_event() -> None:
+    async def scenario() -> list[list[int]]:
+        stream = Stream()
+        for offset, size in enumerate([400, 400, 400, 400, 5_000, 10]):
+            stream.put(offset, size)
+        taken = take(stream, max_bytes=1_000)
+        return [offsets(await anext(taken)) for _ in range(3)]
+
+    # 400 + 400 is under 1,000: a third is taken; 5,000 alone is over it, and still a batch
+    assert run(scenario()) == [[0, 1, 2], [3, 4], [5]]
+
+
+@pytest.mark.parametrize("behind", [False, True])
+def test_only_a_worker_behind_waits_the_window_for_more(behind: bool) -> None:
+    async def scenario() -> list[int]:
+        stream = Stream()
+        stream.put(0)
+        asyncio.get_running_loop().call_later(0.02, stream.put, 1)
+        return offsets(await anext(take(stream, window_s=0.2, behind=lambda: behind)))
+
+    assert run(scenario()) == ([0, 1] if behind else [0])
+
+
+def test_events_fetched_before_the_rebalance_are_acknowledged_not_taken() -> None:
+    async def scenario() -> tuple[list[int], Stream]:
+        stream = Stream(generation=2)
+        stream.put(0, generation=1)
+        stream.put(1, generation=2)
+        return offsets(await anext(take(stream))), stream
+
+    batch, stream = run(scenario())
+    assert batch == [1]
+    assert stream.tracked == [0, 1]  # tracked as Faust's iterator does, so the ack of the skipped one counts
+    assert stream.acked == [0]
