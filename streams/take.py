@@ -50,18 +50,23 @@ async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float, be
     acking_topics = app.topics.acking_topics
     loop = asyncio.get_running_loop()
     while True:
-        first = await queue.get()  # raises what the conductor threw into the queue, as Faust's iterator does
-        started = loop.time()
-        taken = [first]
-        size = first.message.serialized_value_size
-        while len(taken) < max_size and size < max_bytes and not queue.empty():
-            taken.append(event := queue.get_nowait())
-            size += event.message.serialized_value_size
-        if window_s > 0 and len(taken) < max_size and size < max_bytes and behind():
-            await asyncio.sleep(max(0.0, window_s - (loop.time() - started)))
+        # the queue raises what was thrown into it, as Faust's iterator does; a stopping app throws
+        # StopAsyncIteration to end its channels' iterators (a batch taken meanwhile is not acknowledged)
+        try:
+            first = await queue.get()
+            started = loop.time()
+            taken = [first]
+            size = first.message.serialized_value_size
             while len(taken) < max_size and size < max_bytes and not queue.empty():
                 taken.append(event := queue.get_nowait())
                 size += event.message.serialized_value_size
+            if window_s > 0 and len(taken) < max_size and size < max_bytes and behind():
+                await asyncio.sleep(max(0.0, window_s - (loop.time() - started)))
+                while len(taken) < max_size and size < max_bytes and not queue.empty():
+                    taken.append(event := queue.get_nowait())
+                    size += event.message.serialized_value_size
+        except StopAsyncIteration:
+            return
         batch: list[EventT[Any]] = []
         active, generation = flow_control.is_active(), app.consumer_generation_id
         for event in taken:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streams.take import batches
 
@@ -18,7 +19,7 @@ TOPIC = "pos.sales"
 
 class Stream:
     def __init__(self, generation: int = 1) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: ThrowableQueue[Any] = ThrowableQueue(flow_control=FlowControlEvent())  # Faust's channels'
         self.tracked: list[int] = []
         self.acked: list[int] = []
         consumer = SimpleNamespace(track_message=lambda message: self.tracked.append(message.offset))
@@ -37,7 +38,7 @@ class Stream:
 
 
 class _Channel:
-    def __init__(self, queue: asyncio.Queue[Any]) -> None:
+    def __init__(self, queue: ThrowableQueue[Any]) -> None:
         self.queue = queue
 
     def __aiter__(self) -> _Channel:  # a topic iterated: the take reads its queue, never its __anext__
@@ -106,3 +107,19 @@ def test_events_fetched_before_the_rebalance_are_acknowledged_not_taken() -> Non
     assert batch == [1]
     assert stream.tracked == [0, 1]  # tracked as Faust's iterator does, so the ack of the skipped one counts
     assert stream.acked == [0]
+
+
+@pytest.mark.parametrize("queued", [0, 2])
+def test_a_stopping_app_ends_the_batches_and_other_errors_are_raised(queued: int) -> None:
+    """Faust stops its channels' iterators by throwing StopAsyncIteration into their queues: the take
+    ends there (raised on, it became a RuntimeError and a logged crash of the agent at every shutdown)."""
+    async def scenario(error: BaseException) -> list[list[int]]:
+        stream = Stream()
+        for offset in range(queued):
+            stream.put(offset)
+        await stream.queue.throw(error)
+        return [offsets(batch) async for batch in take(stream)]
+
+    assert run(scenario(StopAsyncIteration())) == []
+    with pytest.raises(KeyError):
+        run(scenario(KeyError("the consumer's error")))
