@@ -32,7 +32,7 @@ from faust.types import EventT
 #: thousands of envelopes of 1,000 lines held every line's changes at once: a worker loading 1M positions
 #: settled at 3.4 GiB RSS, against 0.7 GiB with this bound (``benchmarks.memory``). The price is in bulk
 #: loads: the first worker of ``benchmarks.recovery`` applied its 1M positions in 61-69 s, against 49 s
-#: with Faust's take (batches of up to ~480 such envelopes, 3.6 GiB); 4 MiB gave 65 s and 1.2 GiB.
+#: with Faust's take (batches of up to ~480 events, 3.6 GiB); a 4 MiB bound gave 65 s and 1.2 GiB.
 #: Treating a full batch as "behind" (the flush interval stretched) gave 16 s for 300k positions instead of
 #: 19-21 s, but 1.8 GiB at 1M positions: each partition flushes ~30 µs per new position either way.
 BATCH_BYTES = 1 << 20
