@@ -149,7 +149,6 @@ return #KEYS
 HISTORY_CALL_KEYS = 5_000
 PUSH_HISTORY_SHA = hashlib.sha1(PUSH_HISTORY.encode(), usedforsecurity=False).hexdigest()  # as Redis names it
 
-
 #: how long an input may deliver nothing while its log ends past what the state consumed before the
 #: worker reads that tail from the log itself (see Engine._skipped_tails); while the worker is
 #: behind, Faust's consumer holds back what it fetched of some inputs for longer than that as a matter of

@@ -56,15 +56,10 @@ async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float, be
             first = await queue.get()
             started = loop.time()
             taken = [first]
-            size = first.message.serialized_value_size
-            while len(taken) < max_size and size < max_bytes and not queue.empty():
-                taken.append(event := queue.get_nowait())
-                size += event.message.serialized_value_size
+            size = _take_queued(queue, taken, first.message.serialized_value_size, max_size, max_bytes)
             if window_s > 0 and len(taken) < max_size and size < max_bytes and behind():
                 await asyncio.sleep(max(0.0, window_s - (loop.time() - started)))
-                while len(taken) < max_size and size < max_bytes and not queue.empty():
-                    taken.append(event := queue.get_nowait())
-                    size += event.message.serialized_value_size
+                _take_queued(queue, taken, size, max_size, max_bytes)
         except StopAsyncIteration:
             return
         batch: list[EventT[Any]] = []
@@ -80,3 +75,13 @@ async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float, be
             batch.append(event)
         if batch:
             yield batch
+
+
+def _take_queued(queue: Any, taken: list[EventT[Any]], size: int, max_size: int, max_bytes: int) -> int:
+    """Append to ``taken`` (holding ``size`` bytes of payload) what ``queue`` holds now, up to the bounds;
+    returns the bytes of payload ``taken`` then holds."""
+    while len(taken) < max_size and size < max_bytes and not queue.empty():
+        event = queue.get_nowait()
+        taken.append(event)
+        size += event.message.serialized_value_size
+    return size
