@@ -14,13 +14,18 @@ the outputs' delivery) per event: 60k one-line events at ~2,000/s against ~6,200
 Live traffic (a hold, a probe, a till's sale) does not wait for a window.
 
 Per event it does what Faust's iterator does before it yields one: skip (and acknowledge) an event
-fetched before the current rebalance or while the stream is paused, and track the message as
-unacknowledged, so Faust commits its offset only once the engine acknowledges it (``stream.ack``).
+fetched before the current rebalance or while the stream is paused, track the message as
+unacknowledged, so Faust commits its offset only once the engine acknowledges it (``stream.ack``), and
+note when its partition's stream last took an event (``Monitor.stream_inbound_time``). Faust's consumer
+reads that to tell a stalled stream: without it, a worker up for ``stream_processing_timeout`` logged
+"Stream has not started processing" as an ERROR for every partition with a record not yet fetched
+(the clock lane's, every tick), and the soak counts ERROR records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -48,6 +53,7 @@ async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float, be
     consumer = app.consumer
     flow_control = app.flow_control
     acking_topics = app.topics.acking_topics
+    inbound = app.monitor.stream_inbound_time
     loop = asyncio.get_running_loop()
     while True:
         # the queue raises what was thrown into it, as Faust's iterator does; a stopping app throws
@@ -64,8 +70,10 @@ async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float, be
             return
         batch: list[EventT[Any]] = []
         active, generation = flow_control.is_active(), app.consumer_generation_id
+        now = time.monotonic()  # the monitor's clock
         for event in taken:
             message = event.message
+            inbound[message.tp] = now
             if message.topic in acking_topics and not message.tracked:
                 message.tracked = True
                 consumer.track_message(message)

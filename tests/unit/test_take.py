@@ -5,6 +5,7 @@ attributes the take reads; the queue is a real asyncio queue."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -25,16 +26,18 @@ class Stream:
         consumer = SimpleNamespace(track_message=lambda message: self.tracked.append(message.offset))
         self.app = SimpleNamespace(consumer=consumer, consumer_generation_id=generation,
                                    flow_control=SimpleNamespace(is_active=lambda: True),
-                                   topics=SimpleNamespace(acking_topics={TOPIC}))
+                                   topics=SimpleNamespace(acking_topics={TOPIC}),
+                                   monitor=SimpleNamespace(stream_inbound_time={}))
         self.channel = _Channel(self.queue)
 
     async def ack(self, event: Any) -> bool:
         self.acked.append(event.message.offset)
         return True
 
-    def put(self, offset: int, size: int = 100, generation: int = 1) -> None:
+    def put(self, offset: int, size: int = 100, generation: int = 1, partition: int = 0) -> None:
         self.queue.put_nowait(SimpleNamespace(message=SimpleNamespace(
-            topic=TOPIC, offset=offset, serialized_value_size=size, generation_id=generation, tracked=False)))
+            topic=TOPIC, tp=(TOPIC, partition), offset=offset, serialized_value_size=size, generation_id=generation,
+            tracked=False)))
 
 
 class _Channel:
@@ -107,6 +110,22 @@ def test_events_fetched_before_the_rebalance_are_acknowledged_not_taken() -> Non
     assert batch == [1]
     assert stream.tracked == [0, 1]  # tracked as Faust's iterator does, so the ack of the skipped one counts
     assert stream.acked == [0]
+
+
+def test_each_partition_taken_from_is_noted_for_faust_s_stall_check() -> None:
+    """Faust's consumer logs an ERROR for a partition with unfetched records whose stream never took an
+    event (``Monitor.stream_inbound_time``), as a stalled stream."""
+    async def scenario() -> dict[Any, float]:
+        stream = Stream()
+        stream.put(0, partition=3)
+        stream.put(1, partition=5)
+        before = time.monotonic()
+        await anext(take(stream))
+        return {tp: at - before for tp, at in stream.app.monitor.stream_inbound_time.items()}
+
+    noted = run(scenario())
+    assert set(noted) == {(TOPIC, 3), (TOPIC, 5)}
+    assert all(0 <= since < 5 for since in noted.values())
 
 
 @pytest.mark.parametrize("queued", [0, 2])
