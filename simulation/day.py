@@ -526,6 +526,10 @@ class Day:
         """Run time by which every hold left to expire has expired (0 if none)."""
         return max((entry[0] for entry in self._queue if entry[2] == "expiry"), default=0.0)
 
+    def left_to_expire(self) -> list[str]:
+        """Reservation ids of the holds still held that are to expire (before :meth:`settle`)."""
+        return [hold.rid for hold in self.holds_by_id.values() if hold.status == "held" and hold.plan == "expire"]
+
     def settle(self) -> None:
         """Book every expiry still due (after :meth:`close`, once the engine has had time to expire them).
         Nothing else is left to run: a checkout or release decided after the close never happens."""

@@ -42,6 +42,7 @@ def build(run: Any, checked: dict[str, Any], *, seed: int, stack: str) -> dict[s
             # every line produced during the load was applied when the last end sentinel was in the cache
             "applied_lines_per_s": round(lines / applied_s) if applied_s else None,
             "load_s": load_s, "all_applied_at_s": applied_s, "drained": drain["drained"],
+            "sentinels_not_applied": drain["sentinels_not_applied"],
             "behind_at_load_end_s": round(applied_s - load_s, 2) if applied_s else None,
             # not drained: what the lag says instead (records are messages: x the mean lines per message)
             "lag_left_records": left,
@@ -221,6 +222,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                                            " (doorbuster decisions only: final state not checked)")),
         ("positions vs arithmetic", f"{state['mismatches']} of {state['positions_checked']:,} differ"
          if state["checked"] else state["reason"]),
+        ("holds left to expire at the close", _expiries(state.get("expiries"))),
         ("ERP netting ratio (lines ÷ postings)",
          f"{erp['netting_ratio']} ({erp['raw_lines']:,} lines, {erp['postings']:,} postings, "
          f"{erp['revisions']:,} revisions)" if erp["checked"] else erp["reason"]),
@@ -252,3 +254,13 @@ def _health_rows(judged: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _n(value: int | None) -> str:
     return "n/a" if value is None else f"{value:,}"
+
+
+def _expiries(expiries: dict[str, Any] | None) -> str:
+    if not expiries:
+        return "not checked"
+    if not expiries["left_to_expire_at_close"]:
+        return "none"
+    late = expiries["not_seen_ended"]
+    return (f"{expiries['left_to_expire_at_close']}, all shown ended {expiries['all_seen_ended_s_after_last']} s "
+            f"after the last one's time" if not late else f"{len(late)} still held: {', '.join(late[:5])}")

@@ -31,15 +31,32 @@ def _env(cluster: Cluster) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATS_")}
     env.update(ATS_BROKER_URL=cluster.broker_url, ATS_REDIS_URL=cluster.redis_url,
                ATS_PARTITIONS=str(cluster.partitions), ATS_API_TOKENS=TOKENS, ATS_TICK_INTERVAL_MS="200",
-               COLUMNS="160")
+               COLUMNS="160", PYTHONUNBUFFERED="1")  # a run killed at the timeout has printed what it got to
     return env
 
 
 async def _ats(cluster: Cluster, *args: str, timeout: float) -> tuple[int, str]:
+    """Run ``ats ARGS`` to its end; one still running after ``timeout`` is killed and the test fails with
+    what it printed, the worker's tasks and the worker log's tail (a stalled run says where it stalled)."""
     process = await asyncio.create_subprocess_exec(*ATS, *args, env=_env(cluster), stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(process.communicate(), timeout)
-    return process.returncode or 0, out.decode(errors="replace")
+    assert process.stdout is not None
+    printed = bytearray()
+
+    async def read() -> None:
+        while chunk := await process.stdout.read(65536):  # type: ignore[union-attr]
+            printed.extend(chunk)
+        await process.wait()
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        await cluster.dump_tasks()
+        pytest.fail(f"ats {args[0]} still running after {timeout:.0f} s; it printed:\n"
+                    f"{printed.decode(errors='replace')[-6000:]}\n--- worker log (tail) ---\n{cluster.log()[-12000:]}")
+    return process.returncode or 0, printed.decode(errors="replace")
 
 
 async def test_simulate_smoke_writes_the_report_and_charts_with_no_oversell(engine: Cluster, tmp_path: Path) -> None:
@@ -48,15 +65,16 @@ async def test_simulate_smoke_writes_the_report_and_charts_with_no_oversell(engi
     async with serve(settings_for(engine.broker_url, engine.redis_url, hold_timeout_ms="20000")) as client:
         code, out = await _ats(engine, "simulate", "--profile", "smoke", "--duration", "15", "--report",
                                str(report_dir), "--record", str(record), "--api", str(client.make_url("")),
-                               "--token", RESERVER, timeout=240)
-    assert code == 0, out[-4000:]
+                               "--token", RESERVER, "--drain-timeout", "90", timeout=240)
+    assert (report_dir / "report.json").exists(), out[-4000:]
     report = json.loads((report_dir / "report.json").read_text())
+    assert report["throughput"]["drained"], (report["throughput"], engine.log()[-12000:])
+    assert code == 0, out[-4000:]
     assert set(report) >= REPORT_KEYS
     assert report["run"]["stack"] == "configured"
     assert report["oversell"]["count"] == 0, report["oversell"]
     assert report["state"]["mismatches"] == 0, report["state"]
     assert report["state"]["positions_checked"] > 500
-    assert report["throughput"]["drained"] is True
     assert report["throughput"]["applied_lines_per_s"] > 0
     assert report["freshness"]["count"] > 10
     assert report["freshness"]["p50_ms"] is not None
