@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
@@ -362,7 +363,13 @@ class Supervisor:
         if token:
             click.echo(f"dev token        {token}")
             click.echo(f"try              curl -H 'Authorization: Bearer {token}' {url}/v1/availability/SKU-1")
-        click.echo("ready; Ctrl-C stops everything")
+        # ready as /readyz says it: the API answered before the workers had joined, loaded their partitions
+        # and beaten once (a new user's first curls met 503s, and /readyz said "no worker heartbeat")
+        if (waiting := _not_ready(f"{url}/readyz", timeout=READY_TIMEOUT_SECONDS, process=api)) is None:
+            click.echo("ready; Ctrl-C stops everything")
+        else:
+            click.echo(f"API up, workers not ready after {READY_TIMEOUT_SECONDS:.0f} s ({waiting}); they go on "
+                       "starting: see /readyz and the worker logs. Ctrl-C stops everything")
 
     @staticmethod
     def _spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -402,6 +409,17 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _wait_http(url: str, *, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    if _not_ready(url, timeout=timeout, process=process) is not None:
+        raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+#: how long ``ats up`` waits for ``/readyz`` after the API answers (recovering 1M positions takes ~20 s)
+READY_TIMEOUT_SECONDS = 120.0
+
+
+def _not_ready(url: str, *, timeout: float, process: subprocess.Popen[bytes]) -> str | None:
+    """None once ``url`` answers 200; else, after ``timeout``, the last ``detail`` it answered (``/readyz``)."""
+    detail = "no answer"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -409,11 +427,15 @@ def _wait_http(url: str, *, timeout: float, process: subprocess.Popen[bytes]) ->
         try:
             with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - our own loopback URL
                 if response.status == 200:
-                    return
-        except OSError:
+                    return None
+        except urllib.error.HTTPError as exc:  # 503 while the workers start
+            with exc:
+                body = json.loads(exc.read() or b"{}")
+            detail = body.get("detail", f"HTTP {exc.code}") if isinstance(body, dict) else f"HTTP {exc.code}"
+        except (OSError, ValueError):
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+    return detail
 
 
 def main() -> None:

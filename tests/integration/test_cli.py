@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from streams import embedded
+from streams import cli, embedded
 
 ATS = [sys.executable, "-m", "streams"]
 
@@ -38,19 +40,6 @@ def test_bad_configuration_stops_with_the_variable_named(command: str) -> None:
     assert out.returncode == 2
     assert "ATS_PARTITIONS" in out.stderr
     assert "Traceback" not in out.stderr
-
-
-def _eventually_ready(url: str, *, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.25)
-    return False
 
 
 def _descendants(pid: int) -> set[int]:
@@ -104,7 +93,8 @@ def test_ats_up_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
         assert "dev token        dev-" in output
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
-        assert _eventually_ready(f"http://127.0.0.1:{port}/readyz", timeout=90)  # the worker joined
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            assert response.status == 200  # "ready" means what /readyz says: the worker joined and loaded
         children = _descendants(up.pid)
         assert len(children) >= 4, children  # broker, cache, worker, API
     finally:
@@ -119,3 +109,32 @@ def test_ats_up_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
     assert "stopped" in remaining
     time.sleep(0.5)
     assert not [pid for pid in children if _alive(pid)]
+
+
+@pytest.mark.parametrize(("status", "body", "expected"), [
+    (200, b'{"status": "ready"}', None),
+    (503, b'{"detail": "not ready: workers no worker heartbeat"}', "not ready: workers no worker heartbeat"),
+    (503, b"[]", "HTTP 503"),
+])
+def test_ats_up_waits_for_readyz_and_reports_why_it_is_not(status: int, body: bytes, expected: str | None) -> None:
+    """``ats up`` says "ready" once /readyz answers 200, and otherwise, after its timeout, gives the reason."""
+    class Readyz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Readyz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # the API process, alive
+    try:
+        assert cli._not_ready(f"http://127.0.0.1:{server.server_port}/readyz", timeout=0.5, process=api) == expected
+    finally:
+        api.kill()
+        api.wait()
+        server.shutdown()
+        server.server_close()
