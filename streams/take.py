@@ -73,13 +73,13 @@ async def batches(stream: faust.StreamT[Any], max_size: int, window_s: float, be
         now = time.monotonic()  # the monitor's clock
         for event in taken:
             message = event.message
-            inbound[message.tp] = now
             if message.topic in acking_topics and not message.tracked:
                 message.tracked = True
                 consumer.track_message(message)
             if not active or message.generation_id != generation:
                 await stream.ack(event)  # fetched before a rebalance (or while paused): its new owner reads it
                 continue
+            inbound[message.tp] = now
             batch.append(event)
         if batch:
             yield batch
