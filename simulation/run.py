@@ -55,7 +55,6 @@ class Run:
         self.metrics = Metrics()
         self.on_progress = on_progress or (lambda phase, done, stats: None)
         self.drain_timeout_s = drain_timeout_s
-        self.unapplied: list[tuple[str, str]] = []  # sentinels the last wait for them did not find applied
         self.started = 0.0
         self.tasks: set[asyncio.Task[Any]] = set()  # holds, releases, reads: the drain waits for them
         self.background: set[asyncio.Task[Any]] = set()  # the loops, cancelled at the end
@@ -104,9 +103,10 @@ class Run:
         for produce in seeds:
             await self.sink.send(produce.topic, produce.key, produce.event)
         sentinels = await self._sentinels("seed", self.day.start_ms - 1000)
-        if await self._until_applied(sentinels, "seeding", within_s=max(300.0, self.drain_timeout_s)) is None:
+        applied, missing = await self._until_applied(sentinels, "seeding", within_s=max(300.0, self.drain_timeout_s))
+        if applied is None:
             raise RuntimeError("the opening stock was not applied in time: is a worker running? Not in the cache: "
-                               + ", ".join(f"{sku}@{location}" for sku, location in self.unapplied))
+                               + ", ".join(missing))
 
     async def _load(self) -> None:
         duration = self.profile.duration_s
@@ -335,10 +335,10 @@ class Run:
         after_ms = day_end_ms + (self.target.erp_window_s + self.target.erp_grace_s + 1) * 1000
         sentinels = await self._sentinels("end", after_ms)
         self.on_progress("drain", 1.0, self.live_stats(self.now(), await self.lag()))
-        applied = await self._until_applied(sentinels, "drain", within_s=self.drain_timeout_s)
+        applied, missing = await self._until_applied(sentinels, "drain", within_s=self.drain_timeout_s)
         return {"load_ended_s": round(ended, 2), "applied_s": None if applied is None else round(applied, 2),
                 "drained": applied is not None, "day_end_ms": day_end_ms,
-                "sentinels_not_applied": [f"{sku}@{location}" for sku, location in self.unapplied]}
+                "sentinels_not_applied": missing}
 
     async def _sentinels(self, name: str, at_ms: int) -> list[tuple[str, str]]:
         """One event per (input topic, partition), produced to that partition: when each is in the cache,
@@ -357,9 +357,9 @@ class Run:
         return out
 
     async def _until_applied(self, sentinels: list[tuple[str, str]], phase: str, *, within_s: float,
-                             ) -> float | None:
-        """Run time when every sentinel was in the cache, or None after ``within_s`` (those not in the cache
-        then in :attr:`unapplied`: which partitions the engine had not caught up on)."""
+                             ) -> tuple[float | None, list[str]]:
+        """Run time when every sentinel was in the cache (or None after ``within_s``), and those not in the
+        cache then as ``sku@location``: the partitions the engine had not caught up on."""
         assert self.cache is not None
         pending = set(sentinels)
         deadline = time.monotonic() + within_s
@@ -376,8 +376,7 @@ class Run:
                 beat = time.monotonic()
                 self.on_progress(phase, 1 - len(pending) / len(sentinels), {"lag": await self.lag()})
             await asyncio.sleep(0.05)
-        self.unapplied = sorted(pending)
-        return None if pending else self.now()
+        return (None if pending else self.now()), [f"{sku}@{location}" for sku, location in sorted(pending)]
 
 
 def sentinel(topic: str, sku: str, location: str, at_ms: int, tag: str) -> dict[str, Any]:
