@@ -15,6 +15,9 @@ partition that owns a location in scope (:mod:`streams.cacheepoch` writes them),
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +32,7 @@ from availability.routing import owner_partition
 from availability.wire import answer_location, rfc3339
 from cacheclient import Cache, CacheErrors
 
-from .answercache import SCOPES_PER_SKU, AnswerCache, Kept, Scope
+from .answercache import SCOPES_PER_SKU, AnswerCache, Kept, Positions, Scope
 from .bodies import parse, read_json
 from .keys import ANSWERS, CACHE, CHANNELS, CLOCK, METRICS, SETTINGS
 from .models import MAX_LOCATIONS, AvailabilityQuery
@@ -43,6 +46,11 @@ JSON = "application/json"
 READ_ATTEMPTS = 3
 #: the scope of an answer asked with no channel and no locations
 _EVERY_LOCATION: Scope = (None, None)
+#: how often the kept answers due for a refresh are read again (refresh_kept), and how many SKUs per round trip
+REFRESH_POLL_S = 0.25
+REFRESH_BATCH = 100
+
+log = logging.getLogger(__name__)
 
 
 class CacheRebuilding(Exception):
@@ -166,13 +174,63 @@ async def _kept_answers(request: web.Request, kept: AnswerCache, skus: list[str]
     metrics.answered("kept", len(skus) - len(missing))
     if missing:
         metrics.answered("read", len(missing))
-        generation = kept.generation
         asked = [skus[i] for i in missing]
-        found = await read_positions(request.app[CACHE], asked, None, owners=list(range(kept.partitions)),
-                                     epochs=kept.epochs)
-        for i, sku, positions in zip(missing, asked, found, strict=True):
-            answers[i] = _rendered(kept.keep(generation, sku, positions), sku, locations, key, view)
+        for i, sku, entry in zip(missing, asked, await read_kept(request.app[CACHE], kept, asked), strict=True):
+            answers[i] = _rendered(entry, sku, locations, key, view)
     return answers  # type: ignore[return-value]  # every None was filled
+
+
+async def read_kept(cache: Cache, kept: AnswerCache, skus: list[str]) -> list[Kept]:
+    """Each SKU's positions read whole from the cache, as :meth:`AnswerCache.keep` returns them (kept if
+    they may be). A read of the same SKU already under way under the same generation (nothing dropped
+    since it started) is joined, not repeated: when a hot SKU is not kept, the requests that ask for it
+    before its read is back share that read (without this, ~1,800 of the ~3,800 reads in the first 10 s
+    of ``benchmarks.reads`` were such repeats). The read runs in a task of its own: a reader cancelled
+    meanwhile does not cancel it for the others."""
+    generation, reads = kept.generation, kept.reads
+    new = [sku for sku in dict.fromkeys(skus) if (flight := reads.get(sku)) is None or flight[0] != generation]
+    if new:
+        task = asyncio.ensure_future(_read_and_keep(cache, kept, new, generation))
+        for index, sku in enumerate(new):
+            reads[sku] = (generation, task, index)
+        task.add_done_callback(functools.partial(_read_done, reads, new))
+    flights = [reads[sku] for sku in skus]
+    results: dict[asyncio.Future[list[Kept]], list[Kept]] = {}
+    found = []
+    for _, read, index in flights:
+        if read not in results:
+            results[read] = await asyncio.shield(read)
+        found.append(results[read][index])
+    return found
+
+
+async def _read_and_keep(cache: Cache, kept: AnswerCache, skus: list[str], generation: int) -> list[Kept]:
+    found = await read_positions(cache, skus, None, owners=list(range(kept.partitions)), epochs=kept.epochs)
+    return [kept.keep(generation, sku, positions) for sku, positions in zip(skus, found, strict=True)]
+
+
+def _read_done(reads: dict[str, Any], skus: list[str], read: asyncio.Future[list[Kept]]) -> None:
+    for sku in skus:
+        if (entry := reads.get(sku)) is not None and entry[1] is read:
+            del reads[sku]
+    if not read.cancelled():
+        read.exception()  # its readers were given it; a read nobody awaits any more is not an error to log
+
+
+async def refresh_kept(cache: Cache, kept: AnswerCache) -> None:
+    """Read again, every :data:`REFRESH_POLL_S`, the kept answers served past half their age
+    (:meth:`AnswerCache.take_due`), so that no hot SKU's answer ages out on a request's path; forever
+    (cancel it). A read that fails leaves them to age out: the requests that follow read the cache
+    themselves, and answer its errors."""
+    while True:
+        await asyncio.sleep(REFRESH_POLL_S)
+        due = kept.take_due() if kept.usable() else []
+        for first in range(0, len(due), REFRESH_BATCH):
+            try:
+                await read_kept(cache, kept, due[first:first + REFRESH_BATCH])
+            except (*CacheErrors, CacheRebuilding) as exc:
+                log.debug("reading kept answers again failed: %r", exc)
+                break
 
 
 def _rendered(entry: Kept, sku: str, locations: list[str] | None, key: Scope,
@@ -187,7 +245,7 @@ def _rendered(entry: Kept, sku: str, locations: list[str] | None, key: Scope,
 
 async def read_positions(cache: Cache, skus: list[str], locations: list[str] | None, *,
                          owners: list[int] | None = None,
-                         epochs: Mapping[Any, Any] | None = None) -> list[list[tuple[str, list[int]]]]:
+                         epochs: Mapping[Any, Any] | None = None) -> list[Positions]:
     """Per SKU, the ``(location_id, cache value)`` of every position in scope, in one round trip.
 
     With ``owners``, never positions of a cache that lost them: the same round trip reads those
@@ -229,17 +287,17 @@ async def read_positions(cache: Cache, skus: list[str], locations: list[str] | N
         before = after
     else:
         raise CacheRebuilding(changed)
-    found: list[list[tuple[str, list[int]]]] = []
+    found: list[Positions] = []
     for result in results:
         if locations is None:
             pairs = sorted((key.decode(), raw) for key, raw in result.items())
         else:
             pairs = [(location, raw) for location, raw in zip(locations, result, strict=True) if raw is not None]
-        found.append([(location, orjson.loads(raw)) for location, raw in pairs])
+        found.append([(location, tuple(orjson.loads(raw))) for location, raw in pairs])
     return found
 
 
-def render(sku: str, positions: list[tuple[str, list[int]]], view: ChannelView) -> tuple[bytes, bytes]:
+def render(sku: str, positions: Positions, view: ChannelView) -> tuple[bytes, bytes]:
     """One SKU's answer (its positions in scope and the channel's network ATS over them) as JSON, split
     where its ``as_of`` value goes: ``{"sku", "network_ats", "as_of", "locations"}``."""
     locations = [answer_location(location_id, value) for location_id, value in positions if view.eligible(location_id)]

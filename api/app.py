@@ -21,6 +21,7 @@ from availability.settings import Settings
 
 from . import answercache, erp, openapi, routes
 from .answercache import AnswerCache
+from .answers import refresh_kept
 from .background import stop
 from .broker import Broker
 from .decisions import Decisions
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, cache: cacheclient.Cache | None = None, br
             subscriber = cacheclient.connect(settings, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
             background.append(asyncio.create_task(answercache.watch_changes(subscriber, app[ANSWERS])))
             background.append(asyncio.create_task(answercache.watch_epochs(app[CACHE], app[ANSWERS])))
+            background.append(asyncio.create_task(refresh_kept(app[CACHE], app[ANSWERS])))
         yield
         await stop(background)
         if subscriber is not None:

@@ -38,7 +38,7 @@ import json
 import sys
 import zlib
 from array import array
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -192,7 +192,7 @@ def _to_the_second(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def answer_location(location_id: str, value: list[int]) -> dict[str, Any]:
+def answer_location(location_id: str, value: Sequence[int]) -> dict[str, Any]:
     """One location of an availability answer, from its cache value."""
     on_hand, reserved, in_transit, damaged, safety_stock, updated_ms = value
     return {"location_id": location_id, "ats": max(0, on_hand - reserved - safety_stock), "on_hand": on_hand,

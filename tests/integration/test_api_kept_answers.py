@@ -9,6 +9,7 @@ to flush and its subscribers theirs to kill.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,8 +20,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from api.answers import READ_ATTEMPTS, CacheRebuilding, read_positions
-from api.keys import ANSWERS, METRICS
+from api import answercache
+from api.answers import READ_ATTEMPTS, CacheRebuilding, read_kept, read_positions
+from api.keys import ANSWERS, CACHE, METRICS
 from availability import topics, wire
 from streams.embedded import start_cache
 from tests.builders import receipt, ref, sale
@@ -106,6 +108,64 @@ async def test_kept_between_changes_and_dropped_by_a_change_message(cache: Redis
         items = (await bulk.json())["items"]
         assert [item["network_ats"] for item in items] == [7, 0, 7]
         assert len({item["as_of"] for item in items}) == 1
+
+
+async def position_reads(cache: Redis) -> int:
+    """Reads of positions the cache has served: each ends with one ``HMGET`` of the partitions' epochs
+    (``read_positions``), which nothing else of an API with no ERP book sends (its epochs poll is an
+    ``HGETALL``)."""
+    return int((await cache.info("commandstats")).get("cmdstat_hmget", {}).get("calls", 0))
+
+
+async def test_reads_of_a_sku_not_kept_under_way_at_once_share_one_read(cache: Redis, own_cache: str) -> None:
+    """A hot SKU not kept: the requests for it before its read is back join that read, unless something
+    was dropped since it started; a reader that gives up does not take the read from the others."""
+    sku = ref("SKU")
+    await write(cache, sku, "S-1", 5)
+    async with api(own_cache) as client:
+        answers, api_cache = client.app[ANSWERS], client.app[CACHE]
+        before = await position_reads(cache)
+        found = await asyncio.gather(*(read_kept(api_cache, answers, [sku]) for _ in range(10)))
+        assert await position_reads(cache) == before + 1
+        assert {entry.positions[0][1][0] for [entry] in found} == {5}
+        assert answers.get(sku) is found[0][0], "kept"
+        assert answers.reads == {}, "forgotten once back"
+
+        answers.changed([sku])
+        await write(cache, sku, "S-1", 6, publish=False)
+        first = asyncio.ensure_future(read_kept(api_cache, answers, [sku]))
+        await asyncio.sleep(0)  # under way
+        answers.changed([sku])  # a change message meanwhile: a read asked for now must not be the older one
+        [second] = await read_kept(api_cache, answers, [sku])
+        await first
+        assert await position_reads(cache) == before + 3
+        assert second.positions[0][1][0] == 6
+
+        answers.changed([sku])
+        giving_up, staying = (asyncio.ensure_future(read_kept(api_cache, answers, [sku, ref("SKU")])) for _ in "ab")
+        await asyncio.sleep(0)
+        giving_up.cancel()
+        [entry, unknown] = await staying
+        assert (entry.positions[0][1][0], unknown.positions) == (6, [])
+        assert giving_up.cancelled()
+
+
+async def test_a_kept_answer_served_past_half_its_age_is_read_again_in_the_background(
+        cache: Redis, own_cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """So a hot SKU's kept answer never ages out on a request's path; a change no worker announced (the
+    age limit's reason) still shows, by the refresh."""
+    monkeypatch.setattr(answercache, "REFRESH_AGE_S", 1.0)
+    sku = ref("SKU")
+    await write(cache, sku, "S-1", 5)
+    async with api(own_cache) as client:
+        assert await on_hand(client, sku) == (200, 5)
+        read = served(client, "read")
+        await write(cache, sku, "S-1", 9, publish=False)
+        assert await on_hand(client, sku) == (200, 5), "kept: not yet due"
+        await asyncio.sleep(1.05)
+        assert await on_hand(client, sku) == (200, 5), "served while due"
+        await shows(client, sku, 9, "read again in the background")
+        assert served(client, "read") == read, "never on a request's path"
 
 
 async def test_a_lost_subscription_reads_the_cache_until_subscribed_again(cache: Redis, own_cache: str) -> None:
@@ -220,8 +280,8 @@ async def test_positions_read_across_a_rewrite_of_their_partition_are_read_again
         await write(cache, sku, "S-1", 5)
         await cache.hset(topics.CACHE_EPOCHS_KEY, mapping={str(p): "first" for p in owners})
         stale = {str(p).encode(): b"before" for p in owners}  # as a poll read them before a re-write
-        assert await read_positions(cache, [sku], None, owners=owners, epochs=stale) == [[("S-1", [5, 0, 0, 0, 0,
-                                                                                                 1_764_000_000_000])]]
+        assert await read_positions(cache, [sku], None, owners=owners, epochs=stale) == [[("S-1", (5, 0, 0, 0, 0,
+                                                                                                 1_764_000_000_000))]]
         rewrites[0] = 1  # once: read again, and answered
         assert len(await read_positions(cache, [sku], None, owners=owners)) == 1
         assert rewrites[0] == 0

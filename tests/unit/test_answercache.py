@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from api.answercache import EPOCHS_MAX_AGE_S, HEARD_MAX_AGE_S, MAX_AGE_S, AnswerCache
+from api.answercache import EPOCHS_MAX_AGE_S, HEARD_MAX_AGE_S, MAX_AGE_S, REFRESH_AGE_S, AnswerCache
 from availability import wire
 
-POSITIONS = [("S-1", [5, 1, 0, 0, 0, 1_764_000_000_000])]
+POSITIONS = [("S-1", (5, 1, 0, 0, 0, 1_764_000_000_000))]
 ALL_EPOCHS = {b"0": b"w0@1", b"1": b"w0@1"}
 
 
@@ -108,8 +108,39 @@ def test_least_recently_read_goes_first_and_nothing_outlives_its_age(answers: An
     assert answers.get("A") is None
 
 
+def test_an_answer_served_past_half_its_age_is_due_to_be_read_again(answers: AnswerCache, clock: Clock) -> None:
+    for sku in ("A", "B", "C"):
+        answers.keep(answers.generation, sku, POSITIONS)
+    assert answers.get("A") is not None
+    assert answers.take_due() == [], "young"
+    clock.now += REFRESH_AGE_S + 0.01
+    assert [entry is not None for entry in answers.get_many(["A", "C"])] == [True, True], "still served"
+    answers.changed(["C"])
+    assert answers.take_due() == ["A"], "served and still kept; B was not asked for, C was dropped"
+    assert answers.take_due() == []
+
+
+def test_a_read_that_finds_what_is_kept_renews_it_and_its_rendered_answers(answers: AnswerCache,
+                                                                          clock: Clock) -> None:
+    entry = answers.keep(answers.generation, "A", POSITIONS)
+    entry.rendered[(None, None)] = (b"head", b"tail")
+    clock.now += MAX_AGE_S - 1
+    answers.epochs_read(dict(ALL_EPOCHS))
+    answers.heard()  # served all along
+    assert answers.keep(answers.generation, "A", list(POSITIONS)) is entry
+    clock.now += 2
+    assert answers.get("A") is entry, "renewed: its age counts from the second read"
+    assert entry.rendered == {(None, None): (b"head", b"tail")}
+    answers.epochs_read(dict(ALL_EPOCHS))
+    answers.heard()
+    changed = answers.keep(answers.generation, "A", [("S-1", (4, 1, 0, 0, 0, 1_764_000_000_001))])
+    assert changed is not entry
+    assert changed.rendered == {}
+    assert answers.get("A") is changed
+
+
 def test_a_kept_sku_answers_any_scope_in_the_asked_order(answers: AnswerCache) -> None:
-    positions = [("S-1", [1, 0, 0, 0, 0, 1]), ("S-2", [2, 0, 0, 0, 0, 1]), ("S-3", [3, 0, 0, 0, 0, 1])]
+    positions = [("S-1", (1, 0, 0, 0, 0, 1)), ("S-2", (2, 0, 0, 0, 0, 1)), ("S-3", (3, 0, 0, 0, 0, 1))]
     kept = answers.keep(answers.generation, "SKU-1", positions)
     assert kept.in_scope(None) == positions
     assert kept.in_scope(["S-3", "nowhere", "S-1"]) == [positions[2], positions[0]]
