@@ -46,9 +46,10 @@ JSON = "application/json"
 READ_ATTEMPTS = 3
 #: the scope of an answer asked with no channel and no locations
 _EVERY_LOCATION: Scope = (None, None)
-#: how often the kept answers due for a refresh are read again (refresh_kept), and how many SKUs per round trip
+#: how often the kept answers due for a refresh are read again (refresh_kept), and how many SKUs per round
+#: trip: parsing a round trip's answers holds every request in flight, ~25-30 µs of CPU per SKU of 20 locations
 REFRESH_POLL_S = 0.25
-REFRESH_BATCH = 100
+REFRESH_BATCH = 25
 
 log = logging.getLogger(__name__)
 
