@@ -1,4 +1,6 @@
-"""Live progress on the terminal (rich): the phase, a bar over the load's duration, the running rates."""
+"""Live progress on the terminal (rich): the phase, a bar over the load's duration, the running rates.
+Printed to a pipe or a file instead (no terminal), each phase gets one plain line as it begins: a run
+stopped from outside has said how far it got."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ class Live:
             TextColumn("[bold]{task.description:<7}"), BarColumn(bar_width=30), TaskProgressColumn(),
             TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console, refresh_per_second=4)
         self.task = self.progress.add_task("start", total=1.0, stats="")
+        self.phase = ""
 
     def __enter__(self) -> Live:
         self.progress.start()
@@ -26,6 +29,9 @@ class Live:
 
     def update(self, phase: str, done: float, stats: dict[str, Any]) -> None:
         self.progress.update(self.task, description=phase, completed=done, stats=describe(stats))
+        if phase != self.phase and not self.console.is_terminal:
+            self.console.print(f"{phase}: {describe(stats)}".rstrip(": "))
+        self.phase = phase
 
 
 def describe(stats: dict[str, Any]) -> str:

@@ -103,7 +103,7 @@ class Run:
         for produce in seeds:
             await self.sink.send(produce.topic, produce.key, produce.event)
         sentinels = await self._sentinels("seed", self.day.start_ms - 1000)
-        applied, missing = await self._until_applied(sentinels, "seeding", within_s=max(300.0, self.drain_timeout_s))
+        applied, missing = await self._until_applied(sentinels, "seeding", within_s=self.drain_timeout_s)
         if applied is None:
             raise RuntimeError("the opening stock was not applied in time: is a worker running? Not in the cache: "
                                + ", ".join(missing))

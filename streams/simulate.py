@@ -107,7 +107,8 @@ def _spikes(value: str | None) -> Any:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="worker processes, when the simulator starts the product")
 @click.option("--drain-timeout", default=300.0, show_default=True, type=click.FloatRange(1),
-              help="seconds to wait for the engine to apply the load after it ends (the report says if it did not)")
+              help="seconds to wait for the engine to apply the load after it ends (the report says if it did not), "
+                   "and the opening stock before it")
 @click.option("--require-health", is_flag=True,
               help="also exit 1 unless worker memory stayed flat, the lag stayed bounded and no worker logged an "
                    "ERROR (the soak's criteria, judged over the second half of the load)")

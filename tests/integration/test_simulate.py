@@ -53,9 +53,12 @@ async def _ats(cluster: Cluster, *args: str, timeout: float) -> tuple[int, str]:
     except TimeoutError:
         process.kill()
         await process.wait()
+        logged = cluster.log()
         await cluster.dump_tasks()
+        ours = [line for line in cluster.log()[len(logged):].splitlines() if "/streams/" in line or "TASK" in line]
         pytest.fail(f"ats {args[0]} still running after {timeout:.0f} s; it printed:\n"
-                    f"{printed.decode(errors='replace')[-6000:]}\n--- worker log (tail) ---\n{cluster.log()[-12000:]}")
+                    f"{printed.decode(errors='replace')[-6000:]}\n--- worker log (tail) ---\n{logged[-12000:]}\n"
+                    f"--- the worker's tasks (our frames) ---\n" + "\n".join(ours[-200:]))
     return process.returncode or 0, printed.decode(errors="replace")
 
 
