@@ -366,10 +366,11 @@ class Engine:
 
     def _skipped_tails(self, batch: Batch, now_ms: int) -> None:
         """Read from the log what the consumer skipped at the end of an input: no later message arrives
-        to show that gap (:mod:`streams.gate`), so an input whose fetched end lies past what the state
-        consumed, and that delivered nothing for ``TAIL_WAIT_SECONDS`` (``TAIL_WAIT_BEHIND_SECONDS`` while
-        the worker is behind), is read, ``ATS_BATCH_MAX`` records at most at a time. The partitions
-        checked are the batch's: each owned partition gets a clock tick every interval.
+        to show that gap (:mod:`streams.gate`), so an input whose end (:meth:`_end`: fetched, or listed
+        by the broker) lies past what the state consumed, and that delivered nothing for
+        ``TAIL_WAIT_SECONDS`` (``TAIL_WAIT_BEHIND_SECONDS`` while the worker is behind), is read,
+        ``ATS_BATCH_MAX`` records at most at a time. The partitions checked are the batch's: each owned
+        partition gets a clock tick every interval.
 
         The read runs in a task of its own, off the agent's path: it takes a fetch round trip at least,
         and up to the log reader's timeout, and every answer due meanwhile waited for it (measured: every
@@ -394,7 +395,7 @@ class Engine:
                 continue
             for topic, code in topics.TOPIC_CODE.items():
                 tp = TP(topic, partition)
-                expected, end = state.expects(code), self._highwater(tp)
+                expected, end = state.expects(code), self._end(tp)
                 if expected is None or end is None or end <= expected or tp in self.tail_reads:
                     continue
                 waited = now - self.arrived.setdefault(tp, now)
@@ -426,6 +427,13 @@ class Engine:
                  "no" if records is None else len(records), len(fresh))
         for record in fresh:
             self._apply(state, record, now_ms, batch)
+
+    def _end(self, tp: TP) -> int | None:
+        """Where an input partition ends, as far as this worker knows: the later of the high watermark its
+        fetches report and the end the broker last listed (:meth:`_list_ends`). A partition the consumer
+        stopped fetching (paused while Faust's buffer was full, say) reports no later high watermark."""
+        ends = [end for end in (self._highwater(tp), self.listed_ends.get(tp)) if end is not None]
+        return max(ends) if ends else None
 
     def _highwater(self, tp: TP) -> int | None:
         try:
@@ -858,14 +866,14 @@ class Engine:
         for tp in self.app.assignor.assigned_actives():
             if tp.topic not in topics.TOPIC_CODE:
                 continue
-            ends = [end for end in (self._highwater(tp), self.listed_ends.get(tp)) if end is not None]
-            if ends:
+            end = self._end(tp)
+            if end is not None:
                 state = self.states.get(tp.partition)
                 consumed = state.expects(topics.TOPIC_CODE[tp.topic]) if state is not None else None
                 if consumed is None:  # not loaded yet: what Faust delivered
                     seen = self.last_offsets.get((tp.topic, tp.partition))
                     consumed = seen + 1 if seen is not None else 0
-                lags[tp] = max(0, max(ends) - consumed)
+                lags[tp] = max(0, end - consumed)
         return lags
 
 
