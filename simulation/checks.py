@@ -39,9 +39,12 @@ async def check(run: Run, drain: dict[str, Any]) -> dict[str, Any]:
     day = run.day
     flash = {f"{location}/{sku}": log.beyond_stock() for (location, sku), log in day.book.flash.items()}
     if drain["drained"]:
+        run.on_progress("expiries", 1.0, {})
         expiries = await expired(run)
         day.settle()
+        run.on_progress("positions", 1.0, {})
         state = {**await compare_positions(run), "expiries": expiries}
+        run.on_progress("ERP feed", 1.0, {})
         erp = await erp_feed(run)
     else:  # a state half applied says nothing about the arithmetic: only the hold decisions can be judged
         reason = "not checked: the engine had not applied the load at the drain timeout"

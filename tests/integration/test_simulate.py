@@ -5,8 +5,10 @@ arithmetic says), and a replayed file whose events land and whose bad line is re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -51,13 +53,16 @@ async def _ats(cluster: Cluster, *args: str, timeout: float) -> tuple[int, str]:
     try:
         await asyncio.wait_for(read(), timeout)
     except TimeoutError:
+        process.send_signal(signal.SIGUSR1)  # the simulator prints where each of its tasks waits
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(read(), 3.0)
         process.kill()
         await process.wait()
         logged = cluster.log()
         await cluster.dump_tasks()
         ours = [line for line in cluster.log()[len(logged):].splitlines() if "/streams/" in line or "TASK" in line]
         pytest.fail(f"ats {args[0]} still running after {timeout:.0f} s; it printed:\n"
-                    f"{printed.decode(errors='replace')[-6000:]}\n--- worker log (tail) ---\n{logged[-12000:]}\n"
+                    f"{printed.decode(errors='replace')[-12000:]}\n--- worker log (tail) ---\n{logged[-12000:]}\n"
                     f"--- the worker's tasks (our frames) ---\n" + "\n".join(ours[-200:]))
     return process.returncode or 0, printed.decode(errors="replace")
 
