@@ -145,14 +145,15 @@ async def erp_feed(run: Run, idle_s: float = 2.0, timeout_s: float = 60.0) -> di
     postings: list[dict[str, Any]] = []
     consumer = AIOKafkaConsumer(bootstrap_servers=run.target.bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=100)
-    await consumer.start()
+    # bounded: aiokafka retries a start or an offset reset for as long as the broker does not answer
+    await asyncio.wait_for(consumer.start(), timeout_s)
     try:
         partitions = consumer.partitions_for_topic(topics.ERP_MOVEMENTS) or set()
         if not partitions:
             await consumer._client.force_metadata_update()  # aiokafka has no public refresh
             partitions = consumer.partitions_for_topic(topics.ERP_MOVEMENTS) or set()
         consumer.assign([TopicPartition(topics.ERP_MOVEMENTS, p) for p in partitions])
-        await consumer.seek_to_beginning()
+        await asyncio.wait_for(consumer.seek_to_beginning(), timeout_s)
         deadline = time.monotonic() + timeout_s
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < idle_s and time.monotonic() < deadline:

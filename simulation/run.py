@@ -37,6 +37,8 @@ from .traffic import Api, Committed, Sink, Target
 SLICE_S = 0.05
 CATCH_UP_S = 1.0
 TASKS_GRACE_S = 60.0
+#: the longest one call to the cache may take
+CACHE_TIMEOUT_S = 10.0
 SENTINEL_TOPICS = (topics.SALES, topics.RETURNS, topics.RECEIPTS, topics.TRANSFERS, topics.ADJUSTMENTS,
                    topics.POLICIES)
 CONCURRENCY = 64
@@ -74,7 +76,9 @@ class Run:
 
     # ---- the run --------------------------------------------------------------------------------
     async def execute(self) -> dict[str, Any]:
-        self.cache = connect_url(self.target.redis_url, cluster=self.target.redis_cluster)
+        # bounded: a call the cache never answers fails the run with a reason instead of stalling it
+        self.cache = connect_url(self.target.redis_url, cluster=self.target.redis_cluster,
+                                 socket_timeout=CACHE_TIMEOUT_S, socket_connect_timeout=CACHE_TIMEOUT_S)
         self.api = Api(self.target.api_url, self.target.token)
         self.committed = Committed(self.target.bootstrap, topics.APP_ID)  # Faust's group id is the app id
         await self.sink.start()
