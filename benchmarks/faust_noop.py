@@ -19,6 +19,7 @@ import faust
 
 def build(broker_url: str, expect: int, out: Path, topic_names: list[str]) -> faust.App:
     app = faust.App("bench-faust-noop", broker=broker_url, store="memory://", web_enabled=False,
+                    datadir=str(out.parent / "faust-noop-data"),  # beside OUT, not in the working directory
                     autodiscover=False, consumer_auto_offset_reset="earliest", broker_session_timeout=3,
                     broker_heartbeat_interval=0.5, topic_partitions=8)
     source = app.topic(*topic_names, key_type=bytes, value_type=bytes, key_serializer="raw",
