@@ -26,6 +26,7 @@ from availability.connections import redis_options
 from availability.settings import Settings
 
 from .cluster import Cluster
+from .packing import packing_class
 
 #: an asyncio client of the cache, whichever kind the settings ask for
 Cache = Redis | RedisCluster
@@ -45,10 +46,14 @@ def connect(settings: Settings, **options: Any) -> Cache:
 
 
 def connect_url(url: str, *, cluster: bool, **options: Any) -> Cache:
-    """The asyncio client for ``url``: a :class:`Cluster` seeded by that node, or a plain :class:`Redis`."""
+    """The asyncio client for ``url``: a :class:`Cluster` seeded by that node, or a plain :class:`Redis`
+    whose connections pack commands with hiredis in one call (:mod:`cacheclient.packing`)."""
     if cluster:
         return Cluster.from_url(url, **options)
-    return Redis.from_url(url, **options)
+    client = Redis.from_url(url, **options)
+    pool = client.connection_pool
+    pool.connection_class = packing_class(pool.connection_class)  # TCP, TLS or a Unix socket, as the URL says
+    return client
 
 
 def connect_sync(settings: Settings, **options: Any) -> SyncCache:
