@@ -184,6 +184,7 @@ class Engine:
         self.started = time.monotonic()
         self.flushed_at: dict[int, float] = {}  # partition → when it last flushed (monotonic; never: started)
         self.cache_written_at = time.monotonic()
+        self.history_script_known = False  # the cache was given PUSH_HISTORY (it forgets it on a restart)
         self.rebalances = 0  # revocations and assignments seen (a load spanning one is discarded)
         self.loads = Loads(self._load_partition)  # assigned partitions loaded ahead of their first event
         self.resend: set[int] = set()  # loaded partitions whose outboxes their first flush re-sends
@@ -761,9 +762,15 @@ class Engine:
             log.warning("history entries of %d positions not written (%s)", sum(len(k) for k, _ in calls), exc)
 
     async def _push_history(self, calls: list[tuple[list[str], list[Any]]], keep: int) -> None:
-        """A cache that does not know the script yet (new, restarted) learns it, and the calls run again."""
+        """The script is loaded before its first call; a cache that forgot it since (restarted) learns it
+        again, and the calls run again. Not by the error alone: redis-py annotates a pipeline's error with
+        the failed command, shortened by ``textwrap`` from every key and entry of the call (1.5% of an
+        ingesting worker's samples, py-spy, for the first flush after a start)."""
         horizon = self.settings.history_horizon_seconds
         for attempt in (1, 2):
+            if not self.history_script_known:
+                await self.cache.script_load(PUSH_HISTORY)
+                self.history_script_known = True
             pipe = self.cache.pipeline(transaction=False)
             for keys, blobs in calls:
                 pipe.evalsha(PUSH_HISTORY_SHA, len(keys), *keys, keep, horizon, *blobs)
@@ -771,9 +778,9 @@ class Engine:
                 await pipe.execute()
                 return
             except NoScriptError:
+                self.history_script_known = False
                 if attempt == 2:
                     raise
-                await self.cache.script_load(PUSH_HISTORY)
 
     def _rewrite_holds(self, pipe: Any, partitions: list[int], states: Mapping[int, PartitionState]) -> None:
         """With a partition written whole (the cache lost it, or the partition was taken over), also every
