@@ -337,32 +337,53 @@ class PartitionState:
 
     def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
         """Every line of a leg, all or none (a count outside the horizon refuses the event). The hot path
-        of the engine: each line looks its bucket up once."""
+        of the engine: each line looks its bucket up once, and :meth:`_store` and the netting's index
+        are unrolled here (the calls cost as much as what they do)."""
         at = epoch_ms(event.occurred_at)
         location_id, event_id, horizon_ms = leg.location_id, event.event_id, self.horizon_ms
         code, offset = source
-        buckets = self.buckets
+        buckets, applying = self.buckets, self._applying
         staged: dict[str, Position] = {}
+        places: dict[str, tuple[tuple[str, int], _Bucket | None]] = {}  # sku → its bucket's address, the bucket
         movements: list[tuple[str, tuple[str, int], Movements]] = []  # (sku, bucket address, movements)
         recorded: list[tuple[str, str, Position, Position]] | None = [] if self._history is not None else None
         for sku, operation, qty in line_ops(event, leg.leg):
-            address = (location_id, bucket_of(sku))
-            bucket = buckets.get(address)
-            if bucket is not None and (bucket.watermarks.get(code, -1) >= offset  # replayed: already in it
-                                       or self._applying in bucket.ids):  # or taken from another input
-                continue
             current = staged.get(sku)
             if current is None:
+                address = (location_id, bucket_of(sku))
+                bucket = buckets.get(address)
+                if bucket is not None and (bucket.watermarks.get(code, -1) >= offset  # replayed: already in it
+                                           or applying in bucket.ids):  # or taken from another input
+                    continue
                 current = bucket.positions.get(sku, EMPTY) if bucket is not None else EMPTY
+                places[sku] = (address, bucket)
+            else:
+                address = places[sku][0]
             try:
                 staged[sku], moved = HANDLERS[operation](current, qty, at, event_id, horizon_ms)
             except CountOutsideHorizon as exc:
                 return Rejection("count_outside_horizon", f"{sku}: {exc}")
-            movements.append((sku, address, moved))
+            if moved:
+                movements.append((sku, address, moved))
             if recorded is not None:
                 recorded.append((sku, operation, current, staged[sku]))
-        for sku, position in staged.items():
-            self._store(location_id, sku, position)
+        since, dirty, touched, feed_cause = self._since, self._dirty_positions, self._touched, self._feed_cause
+        for sku, position in staged.items():  # _store, unrolled
+            address, bucket = places[sku]
+            if bucket is None:
+                bucket = buckets.get(address)  # made for an earlier SKU of this leg
+                if bucket is None:
+                    bucket = buckets[address] = _Bucket()
+            key = (sku, location_id)
+            if key not in since:  # the change feed: the position as of the last drain, and the first cause
+                prior = bucket.positions.get(sku, EMPTY)
+                since[key] = (prior[0] - prior[1] - prior[4], feed_cause, address)  # its net
+            bucket.positions[sku] = position
+            if bucket.texts:
+                bucket.texts.pop(sku, None)
+            bucket.changed.add(sku)
+            touched.add(address)
+            dirty[key] = feed_cause
         if recorded:  # _record, unrolled: this runs for every line
             cause = self._cause = Cause(event_id, event.type, at, event.source)
             base, number, now_ms = self._entry_base, self._entry_no, self._now_ms
@@ -377,17 +398,18 @@ class PartitionState:
                     entries.append(entry)
                 number += 1
             self._entry_no = number
-        if not movements:
-            return None
-        start = window_start(at, self.window_ms)
-        for sku, address, moved in movements:
-            if not moved:
-                continue
-            netting = buckets[address].netting
-            for kind, qty in moved:
-                netting.add(sku, kind, start, qty, event_id)
-            self._open.setdefault(start, set()).add(address)
-        self.event_clock_ms = max(self.event_clock_ms, at)
+        if movements:
+            start = window_start(at, self.window_ms)
+            opened = self._open.get(start)
+            if opened is None:
+                opened = self._open[start] = set()
+            for sku, address, moved in movements:
+                netting = buckets[address].netting
+                for kind, qty in moved:
+                    netting.add(sku, kind, start, qty, event_id)
+                opened.add(address)
+        if staged and at > self.event_clock_ms:
+            self.event_clock_ms = at
         return None
 
     def _reservation(self, event: Reservation, location_id: str, source: Source, now_ms: int) -> Rejection | None:
