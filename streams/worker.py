@@ -60,4 +60,5 @@ def run_worker(settings: Settings) -> None:
     app, engine = build(settings)
     worker = Worker(app, loglevel=_FAUST_LEVELS[settings.log_level], quiet=True)
     worker.metrics = engine.metrics
+    gc.freeze()  # the modules and the app, built once: no full collection scans them again (as the API does)
     worker.execute_from_commandline()
