@@ -18,11 +18,11 @@ from redis.backoff import NoBackoff
 import cacheclient
 from availability.channels import ChannelViews, load_channels
 from availability.settings import Settings
+from cacheclient.tasks import stop
 
 from . import answercache, erp, openapi, routes
 from .answercache import AnswerCache
 from .answers import refresh_kept
-from .background import stop
 from .broker import Broker
 from .decisions import Decisions
 from .edge import edge_middleware

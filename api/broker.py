@@ -11,8 +11,7 @@ from aiokafka.errors import KafkaError
 
 from availability.connections import kafka_options
 from availability.settings import Settings
-
-from .background import stop
+from cacheclient.tasks import stop
 
 log = logging.getLogger(__name__)
 

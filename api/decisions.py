@@ -21,8 +21,7 @@ import orjson
 
 from availability import topics
 from cacheclient import Cache, CacheErrors
-
-from .background import stop
+from cacheclient.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class Decisions:
         self._task = asyncio.create_task(self._run(), name="decisions-listener")
 
     async def close(self) -> None:
-        """Stop the listener (:func:`api.background.stop`; the loop also checks a flag)."""
+        """Stop the listener (:func:`cacheclient.tasks.stop`; the loop also checks a flag)."""
         if self._task is None:
             return
         self._closing = True

@@ -28,6 +28,7 @@ import orjson
 from availability import topics
 from availability.routing import location_on
 from cacheclient import Cache, connect_url
+from cacheclient.tasks import stop
 
 from . import catalog, checks
 from .day import Day, HoldRequest, Produce, Release, stamp
@@ -93,9 +94,7 @@ class Run:
             drain = await self._drain()
             return await checks.check(self, drain)
         finally:
-            for task in self.tasks | self.background:
-                task.cancel()
-            await asyncio.gather(*self.tasks, *self.background, return_exceptions=True)
+            await stop(self.tasks | self.background, raise_errors=False)
             await self.sink.stop()
             await self.api.close()
             await self.cache.aclose()
@@ -332,9 +331,7 @@ class Run:
             await self._dispatch(item)
         if self.tasks:  # holds, releases and reads still in flight: a minute at most
             await asyncio.wait(set(self.tasks), timeout=TASKS_GRACE_S)
-            for task in set(self.tasks):
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await stop(set(self.tasks), raise_errors=False)
         day_end_ms = self.day.business_ms(ended)
         after_ms = day_end_ms + (self.target.erp_window_s + self.target.erp_grace_s + 1) * 1000
         sentinels = await self._sentinels("end", after_ms)
