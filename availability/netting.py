@@ -29,10 +29,11 @@ horizon after which a late event could reuse an id. A window whose movements net
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
+
+import orjson
 
 #: movement types the ERP receives (reservations post nothing)
 MOVEMENT_TYPES = ("sale", "return", "return_damaged", "receipt", "transfer_out", "transfer_in", "adjustment")
@@ -198,7 +199,9 @@ class Netting:
             self.closed_before, self.late_closes = int(data["c"]), int(data["s"])
 
     def _outbox_json(self) -> str:
-        return json.dumps([list(posting) for posting in self.outbox], separators=(",", ":")) if self.outbox else "[]"
+        # orjson, not json.dumps: 3% of a worker's time on a peak day (py-spy, black-friday simulation), where
+        # every bucket record written between a window's close and the postings' delivery carries them
+        return orjson.dumps([list(posting) for posting in self.outbox]).decode() if self.outbox else "[]"
 
     def _entry_json(self, entry: Entry) -> str:
         sku, kind, start = entry
