@@ -9,9 +9,10 @@ a batch, so that was ~12% of an ingesting worker's samples (py-spy, ``benchmarks
 :class:`WholeCommandPacker` hands the tuple to hiredis as it is: hiredis encodes ``str`` as UTF-8 and
 ``int``, ``float``, ``bytes`` and ``memoryview`` as redis-py does (a unit test compares the bytes), and
 raises ``TypeError`` on anything else (a ``bool`` above all, which redis-py refuses), which goes to
-redis-py's own packer and its ``DataError``. A command name with a space in it (``CLIENT SETINFO``) goes
-there too, to be split. Installed only where the connection encodes as hiredis does (UTF-8, strict),
-and only on a redis-py whose connections keep a ``_command_packer`` (otherwise they stay as they are).
+redis-py's own packer and its ``DataError``. A command name with a space in it (``CLIENT SETINFO``), or
+one given as bytes, goes there too, to be split. Installed only where the connection encodes as hiredis
+does (UTF-8, strict), and only on a redis-py whose connections keep a ``_command_packer`` (otherwise they
+stay as they are).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class WholeCommandPacker:
 
     def pack(self, *args: Any) -> list[bytes]:
         name = args[0]
-        if (b" " if isinstance(name, bytes) else " ") in name:  # "CLIENT SETINFO": split by redis-py
+        if not isinstance(name, str) or " " in name:  # "CLIENT SETINFO": split by redis-py (as bytes too)
             return self._fallback(*args)
         try:
             return [hiredis.pack_command(args)]
