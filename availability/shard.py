@@ -337,14 +337,13 @@ class PartitionState:
 
     def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
         """Every line of a leg, all or none (a count outside the horizon refuses the event). The hot path
-        of the engine: each line looks its bucket up once, and :meth:`_store` and the netting's index
-        are unrolled here (the calls cost as much as what they do)."""
+        of the engine: each SKU's bucket is looked up once per leg, and the netting's window index once."""
         at = epoch_ms(event.occurred_at)
         location_id, event_id, horizon_ms = leg.location_id, event.event_id, self.horizon_ms
         code, offset = source
         buckets, applying = self.buckets, self._applying
         staged: dict[str, Position] = {}
-        places: dict[str, tuple[tuple[str, int], _Bucket | None]] = {}  # sku → its bucket's address, the bucket
+        places: dict[str, tuple[str, int]] = {}  # sku → its bucket's address
         movements: list[tuple[str, tuple[str, int], Movements]] = []  # (sku, bucket address, movements)
         recorded: list[tuple[str, str, Position, Position]] | None = [] if self._history is not None else None
         for sku, operation, qty in line_ops(event, leg.leg):
@@ -356,9 +355,9 @@ class PartitionState:
                                            or applying in bucket.ids):  # or taken from another input
                     continue
                 current = bucket.positions.get(sku, EMPTY) if bucket is not None else EMPTY
-                places[sku] = (address, bucket)
+                places[sku] = address
             else:
-                address = places[sku][0]
+                address = places[sku]
             try:
                 staged[sku], moved = HANDLERS[operation](current, qty, at, event_id, horizon_ms)
             except CountOutsideHorizon as exc:
@@ -367,23 +366,8 @@ class PartitionState:
                 movements.append((sku, address, moved))
             if recorded is not None:
                 recorded.append((sku, operation, current, staged[sku]))
-        since, dirty, touched, feed_cause = self._since, self._dirty_positions, self._touched, self._feed_cause
-        for sku, position in staged.items():  # _store, unrolled
-            address, bucket = places[sku]
-            if bucket is None:
-                bucket = buckets.get(address)  # made for an earlier SKU of this leg
-                if bucket is None:
-                    bucket = buckets[address] = _Bucket()
-            key = (sku, location_id)
-            if key not in since:  # the change feed: the position as of the last drain, and the first cause
-                prior = bucket.positions.get(sku, EMPTY)
-                since[key] = (prior[0] - prior[1] - prior[4], feed_cause, address)  # its net
-            bucket.positions[sku] = position
-            if bucket.texts:
-                bucket.texts.pop(sku, None)
-            bucket.changed.add(sku)
-            touched.add(address)
-            dirty[key] = feed_cause
+        for sku, position in staged.items():
+            self._store(places[sku], sku, position)
         if recorded:  # _record, unrolled: this runs for every line
             cause = self._cause = Cause(event_id, event.type, at, event.source)
             base, number, now_ms = self._entry_base, self._entry_no, self._now_ms
@@ -580,17 +564,18 @@ class PartitionState:
         return bucket is not None and (bucket.watermarks.get(source.code, -1) >= source.offset
                                        or self._applying in bucket.ids)
 
-    def _store(self, location_id: str, sku: str, position: Position) -> None:
-        address = (location_id, bucket_of(sku))
+    def _store(self, address: tuple[str, int], sku: str, position: Position) -> None:
+        """``position`` becomes ``sku``'s in the bucket at ``address`` (``(location, bucket_of(sku))``)."""
         bucket = self.buckets.get(address)
         if bucket is None:
             bucket = self.buckets[address] = _Bucket()
-        key = (sku, location_id)
+        key = (sku, address[0])
         if key not in self._since:  # the change feed: the position as of the last drain, and the first cause
             prior = bucket.positions.get(sku, EMPTY)
             self._since[key] = (prior.net, self._feed_cause, address)
         bucket.positions[sku] = position
-        bucket.texts.pop(sku, None)
+        if bucket.texts:
+            bucket.texts.pop(sku, None)
         bucket.changed.add(sku)
         self._touched.add(address)
         self._dirty_positions[key] = self._feed_cause
@@ -600,7 +585,7 @@ class PartitionState:
         if not self._replayed(location_id, sku, source):
             before = self.position(location_id, sku)
             after = change(before)
-            self._store(location_id, sku, after)
+            self._store((location_id, bucket_of(sku)), sku, after)
             self._record(location_id, sku, movement, before, after)
 
     def _unreserve(self, location_id: str, freed: tuple[tuple[str, int], ...], source: Source, now_ms: int,
