@@ -11,7 +11,10 @@ One run, on the embedded broker and cache started here (or ``ATS_BROKER_URL`` / 
 3. **engine**: one ``python -m streams worker`` process (RocksDB store, the default), timed from its
    spawn, and from the first workload position seen in the cache, until every sentinel is in the cache
    (the worker applies a partition in offset order, so its sentinel comes last). The cache is what the
-   API serves. Then Σ on_hand of 40 SKUs is checked against the workload's own arithmetic.
+   API serves. Then Σ on_hand of 40 SKUs is checked against the workload's own arithmetic;
+4. **ceiling**: the same messages through the pure domain in this process (:mod:`benchmarks.ceiling`:
+   validate, apply, drain as often as the worker flushed; no broker, cache or Faust), per CPU second:
+   no engine built on this domain can beat it, so its ratio to the plain read bounds the engine's.
 
 ``python -m benchmarks.ingest --lines 50000`` is a quick smoke run; ``--profile FILE`` records the worker
 with py-spy (raw collapsed stacks) from its first applied event to the end.
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import ceiling
 from . import rig as rigs
 from . import workload as workloads
 
@@ -54,6 +58,7 @@ def measure(lines: int, per_message: int, partitions: int, profile: Path | None)
         records, flushes = asyncio.run(rigs.changelog_records(rig))
     rigs.verify(run)
     plain = workload.lines / read_s
+    domain = ceiling.measure(workload, partitions, flushes)
     return {
         "lines": workload.lines, "lines_per_message": per_message, "messages": len(workload.messages),
         "partitions": partitions, "store": "rocksdb", "payload_mb": round(workload.payload_bytes / 1e6, 1),
@@ -68,6 +73,9 @@ def measure(lines: int, per_message: int, partitions: int, profile: Path | None)
         "target_ratio": TARGET, "checked_skus": len(run.checked),
         "changelog_records": records, "flushes": flushes, "worker_tuning": rigs.tuning(),
         "worker_cpu_us_per_line": round(run.cpu_s / workload.lines * 1e6, 2) if run.cpu_s is not None else None,
+        "domain_ceiling_lines_per_s": domain["lines_per_s"],
+        "domain_ceiling_ratio": round(domain["lines_per_s"] / plain, 4),
+        "domain_ceiling_cpu_us_per_line": domain["cpu_us_per_line"],
     }
 
 
@@ -84,6 +92,10 @@ def report(figures: dict[str, Any]) -> None:
     if figures["worker_cpu_us_per_line"] is not None:
         print(f"  worker CPU, first applied → final answer: {figures['worker_cpu_us_per_line']:>9} µs per line "
               "(steadier than the rates on a shared machine)")
+    if "domain_ceiling_lines_per_s" in figures:
+        print(f"  ceiling, the domain alone in process:  {figures['domain_ceiling_lines_per_s']:>12,} lines/s   "
+              f"ratio {figures['domain_ceiling_ratio']:.3f} ({figures['domain_ceiling_cpu_us_per_line']} µs per line: "
+              "validate, apply, drain as often as the worker flushed; no I/O, no Faust)")
     rigs.print_state_figures(figures, "lines")
 
 

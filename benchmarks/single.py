@@ -9,7 +9,8 @@ same topics:
    group, its own process), messages/s from the first message handed to the agent to the last;
 2. **engine**: one ``python -m streams worker`` (RocksDB store), from the first position seen in the cache
    to every sentinel in the cache (and, for reference, from its spawn);
-3. for reference, the plain aiokafka read of :mod:`benchmarks.ingest`.
+3. for reference, the plain aiokafka read of :mod:`benchmarks.ingest`, and the domain's ceiling on the
+   same events (:mod:`benchmarks.ceiling`): the pure domain in this process, per CPU second.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from streams import embedded
 
+from . import ceiling
 from . import rig as rigs
 from . import workload as workloads
 
@@ -74,6 +76,7 @@ def measure(events: int, partitions: int, profile: Path | None) -> dict[str, Any
         read_lines, read_s = asyncio.run(rigs.plain_read(rig, workloads.TOPICS, messages))
     rigs.verify(run)
     engine = workload.lines / run.applying_s
+    domain = ceiling.measure(workload, partitions, flushes)
     return {
         "events": workload.lines, "partitions": partitions, "store": "rocksdb", "produce_s": round(produce_s, 2),
         "faust_noop_messages_per_s": round(faust_rate),
@@ -85,6 +88,9 @@ def measure(events: int, partitions: int, profile: Path | None) -> dict[str, Any
         "checked_skus": len(run.checked),
         "changelog_records": records, "flushes": flushes, "worker_tuning": rigs.tuning(),
         "worker_cpu_us_per_event": round(run.cpu_s / workload.lines * 1e6, 2) if run.cpu_s is not None else None,
+        "domain_ceiling_events_per_s": domain["lines_per_s"],
+        "domain_ceiling_ratio": round(domain["lines_per_s"] / faust_rate, 3),
+        "domain_ceiling_cpu_us_per_event": domain["cpu_us_per_line"],
     }
 
 
@@ -104,6 +110,10 @@ def report(figures: dict[str, Any]) -> None:
     if figures["worker_cpu_us_per_event"] is not None:
         print(f"  worker CPU, first applied → final answer: {figures['worker_cpu_us_per_event']:>6} µs per event "
               "(steadier than the rates on a shared machine)")
+    if "domain_ceiling_events_per_s" in figures:
+        print(f"  ceiling, the domain alone in process: {figures['domain_ceiling_events_per_s']:>10,} events/s   "
+              f"ratio {figures['domain_ceiling_ratio']:.2f}x ({figures['domain_ceiling_cpu_us_per_event']} µs per "
+              "event: validate, apply, drain as often as the worker flushed; no I/O, no Faust)")
     print(f"  for reference, plain aiokafka read:   {figures['plain_read_events_per_s']:>10,} events/s")
     rigs.print_state_figures(figures, "events")
 

@@ -24,11 +24,13 @@ def test_ingest_benchmark_prints_its_figures(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "baseline plain aiokafka read" in out.stdout
     assert "engine, first applied → final answer" in out.stdout
+    assert "ceiling, the domain alone in process" in out.stdout
     (result,) = (tmp_path / ".ats" / "bench").glob("ingest-*.json")
     written = json.loads(result.read_text())
     assert written["machine"]["nproc"] >= 1
     assert written["figures"]["lines"] == 5000
     assert written["figures"]["checked_skus"] > 0  # Σ on_hand of a sample matched the workload's arithmetic
+    assert written["figures"]["domain_ceiling_lines_per_s"] > 0
 
 
 def _bench(tmp_path: Path, module: str, *args: str) -> tuple[str, dict[str, object]]:
