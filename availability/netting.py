@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 import orjson
@@ -80,7 +79,7 @@ _NOTHING: tuple[int, int, tuple[str, ...]] = (0, 0, ())
 class Netting:
     """The netting of one position bucket: pending window entries, the outbox, revision bookkeeping."""
 
-    __slots__ = ("_changed", "_closed", "_texts", "closed_before", "late_closes", "outbox", "pending")
+    __slots__ = ("_changed", "_closed", "closed_before", "late_closes", "outbox", "pending")
 
     def __init__(self, pending: dict[Entry, tuple[int, int, tuple[str, ...]]] | None = None,
                  outbox: list[Posting] | None = None, closed_before: int = 0, late_closes: int = 0) -> None:
@@ -91,7 +90,6 @@ class Netting:
         self.outbox = outbox or []
         self.closed_before = closed_before
         self.late_closes = late_closes
-        self._texts: dict[Entry, str] = {}  # changed entry → its JSON as last encoded (see changes_json)
         self._changed: set[Entry] = set()  # pending entries changed since the last to_json (see changes_json)
         self._closed: set[Entry] = set()  # entries closed since the last to_json (see changes_json)
 
@@ -104,7 +102,6 @@ class Netting:
         if event_id is not None and len(ids) < EVENT_IDS and event_id not in ids:
             ids = (*ids, event_id)
         self.pending[entry] = (total + qty, count + 1, ids)
-        self._texts.pop(entry, None)
         self._changed.add(entry)
         self._closed.discard(entry)
 
@@ -121,7 +118,6 @@ class Netting:
         any_late = False
         for entry in due:
             qty, count, ids = self.pending.pop(entry)
-            self._texts.pop(entry, None)
             self._changed.discard(entry)
             self._closed.add(entry)
             sku, movement_type, start = entry
@@ -156,58 +152,38 @@ class Netting:
         return len(self._changed) + len(self._closed)
 
     def to_json(self) -> str:
-        """:meth:`to_wire` as JSON text; it completes no record, so the changed entries' texts are let go."""
-        texts = self._texts
-        entries = ",".join([texts.get(entry) or self._entry_json(entry) for entry in self.pending])
-        self._texts = {}
+        """:meth:`to_wire` as JSON text (orjson, in one call: a flush writes every entry changed since)."""
         self._changed.clear()
         self._closed.clear()
-        return f'{{"n":[{entries}],"o":{self._outbox_json()},"c":{self.closed_before},"s":{self.late_closes}}}'
+        return orjson.dumps({"n": [(*entry, *value) for entry, value in self.pending.items()], "o": self.outbox,
+                             "c": self.closed_before, "s": self.late_closes}, default=tuple).decode()
 
     def changes_json(self) -> str:
         """What changed since the last :meth:`to_json`, whose record this one completes (:meth:`apply_changes`):
         the pending entries changed (``n``), those closed (``x``), and the outbox and revision bookkeeping as
         they are now (``o``, ``c``, ``s``: small). Closing windows therefore costs a record of changes, not a
-        rewrite of the whole bucket (windows close every few seconds of a busy day). The changed entries'
-        texts are kept until the next :meth:`to_json` (the record is cumulative: each entry encoded once
-        per change, and no text kept for an entry unchanged since the full record)."""
-        texts = self._texts
-        for entry in self._changed:
-            if entry not in texts:
-                texts[entry] = self._entry_json(entry)
-        closed = ",".join([f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start}]"
-                           for sku, kind, start in self._closed])
-        return (f'{{"n":[{",".join(map(self._texts.__getitem__, self._changed))}],"x":[{closed}],'
-                f'"o":{self._outbox_json()},"c":{self.closed_before},"s":{self.late_closes}}}')
+        rewrite of the whole bucket (windows close every few seconds of a busy day). Cumulative: each record
+        holds every entry changed since the full record, encoded again."""
+        pending = self.pending
+        return orjson.dumps({"n": [(*entry, *pending[entry]) for entry in self._changed], "x": list(self._closed),
+                             "o": self.outbox, "c": self.closed_before, "s": self.late_closes},
+                            default=tuple).decode()
 
     def apply_changes(self, data: dict[str, Any]) -> None:
         """Restore what :meth:`changes_json` wrote on top of the record it completes."""
         for sku, kind, start in data.get("x") or ():
             entry = (sku, kind, int(start))
             if self.pending.pop(entry, None) is not None:
-                self._texts.pop(entry, None)
                 self._changed.discard(entry)
             self._closed.add(entry)
         for row in data["n"]:
             entry, value = _pending(row)
             self.pending[entry] = value
-            self._texts.pop(entry, None)
             self._changed.add(entry)
             self._closed.discard(entry)
         if "o" in data:
             self.outbox = [_posting(row) for row in data["o"]]
             self.closed_before, self.late_closes = int(data["c"]), int(data["s"])
-
-    def _outbox_json(self) -> str:
-        # orjson, not json.dumps: 3% of a worker's time on a peak day (py-spy, black-friday simulation), where
-        # every bucket record written between a window's close and the postings' delivery carries them
-        return orjson.dumps([list(posting) for posting in self.outbox]).decode() if self.outbox else "[]"
-
-    def _entry_json(self, entry: Entry) -> str:
-        sku, kind, start = entry
-        qty, count, ids = self.pending[entry]
-        named = ",".join(map(encode_basestring_ascii, ids))
-        return f"[{encode_basestring_ascii(sku)},{encode_basestring_ascii(kind)},{start},{qty},{count},[{named}]]"
 
     @classmethod
     def from_wire(cls, data: dict[str, Any] | None) -> Netting:

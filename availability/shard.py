@@ -70,8 +70,8 @@ from .wire import (
     ids_key,
     ids_record_json,
     marker_key,
-    position_entry_json,
     position_from_wire,
+    positions_json,
     record_json,
 )
 
@@ -102,15 +102,13 @@ class _Bucket:
 
     Stored as a full record (version ``version``, -1: none stored yet) and, beside it, a record of the
     changes since (``changed``: SKUs changed since the full record; ``changes_stored``: such a record is
-    in the changelog). ``texts`` keeps the JSON (:func:`availability.wire.position_entry_json`) of changed
-    positions as last encoded, dropped when one changes again: the record of changes is cumulative, so a
-    drain encodes only the positions changed since the last one. A full record encodes every position and
-    clears ``texts``: an unchanged position keeps no text (~150 bytes each, 1M positions: ~150 MiB), and
-    the full record, written once the changes reach half the bucket, costs at most one encoding more per
-    position changed."""
+    in the changelog). The record of changes is cumulative: each drain encodes every position changed
+    since the full record again (orjson, :func:`availability.wire.positions_json`: cheaper than keeping
+    each one's text between flushes was), until the changes reach half the bucket and the full record
+    is written again."""
 
-    __slots__ = ("changed", "changes_stored", "decisions", "feed", "ids", "netting", "positions", "texts",
-                 "version", "watermarks")
+    __slots__ = ("changed", "changes_stored", "decisions", "feed", "ids", "netting", "positions", "version",
+                 "watermarks")
 
     def __init__(self, watermarks: dict[int, int] | None = None, positions: dict[str, Position] | None = None,
                  decisions: dict[str, list[Any]] | None = None, netting: Netting | None = None,
@@ -122,7 +120,6 @@ class _Bucket:
         self.ids = ids or set()
         self.feed = feed or []  # the change feed's outbox: crossings of these positions not yet sent
         self.version = version
-        self.texts: dict[str, str] = {}
         self.changed: set[str] = set()
         self.changes_stored = False
 
@@ -136,31 +133,24 @@ class _Bucket:
     def to_json(self) -> str:
         """The full record (JSON text), numbered one above the last; takes the decisions along (they travel
         with one flush)."""
-        texts = self.texts
-        entries = [texts.get(sku) or position_entry_json(sku, position) for sku, position in self.positions.items()]
-        self.texts = {}
         self.version += 1
         self.changed.clear()
         decisions, self.decisions = self.decisions, {}
-        return bucket_json(self.version, self.watermarks, entries, decisions,
+        return bucket_json(self.version, self.watermarks, positions_json(self.positions), decisions,
                            self.netting.to_json() if self.netting else None, self.ids, self._feed_json())
 
     def changes_json(self) -> str:
         """The record of the changes since the full record (cumulative: it replaces the last one)."""
-        texts, positions = self.texts, self.positions
-        for sku in self.changed:
-            if sku not in texts:
-                texts[sku] = position_entry_json(sku, positions[sku])
+        positions = self.positions
         decisions, self.decisions = self.decisions, {}
-        return bucket_json(self.version, self.watermarks, map(texts.__getitem__, self.changed), decisions,
-                           self.netting.changes_json(), self.ids, self._feed_json())
+        return bucket_json(self.version, self.watermarks, positions_json({sku: positions[sku] for sku in self.changed}),
+                           decisions, self.netting.changes_json(), self.ids, self._feed_json())
 
     def apply_changes(self, value: dict[str, Any]) -> None:
         """Restore a record of changes on top of the full record it completes (same version)."""
         self.watermarks = {int(code): offset for code, offset in value["w"].items()}
         for sku, data in value["p"].items():
             self.positions[sku] = position_from_wire(data)
-            self.texts.pop(sku, None)
             self.changed.add(sku)
         self.decisions.update(value.get("d") or {})
         self.netting.apply_changes(value["n"])
@@ -574,8 +564,6 @@ class PartitionState:
             prior = bucket.positions.get(sku, EMPTY)
             self._since[key] = (prior.net, self._feed_cause, address)
         bucket.positions[sku] = position
-        if bucket.texts:
-            bucket.texts.pop(sku, None)
         bucket.changed.add(sku)
         self._touched.add(address)
         self._dirty_positions[key] = self._feed_cause

@@ -2,9 +2,8 @@
 
 The processes serialize most of them (orjson); this module fixes the shapes, so a field order or a key
 format is defined once. State records are the exception: the domain hands them over as JSON text
-(:func:`bucket_json`, :func:`record_json`), because a bucket record is re-written every flush while
-only a few of its positions changed, and the JSON of each unchanged position is kept from the flush
-before (:func:`position_entry_json`): a flush encodes what changed, not every position it writes.
+(:func:`bucket_json`, :func:`record_json`), its positions encoded by orjson in one call per record
+(:func:`positions_json`).
 State record keys carry the owning partition, so a partition's records can be picked out of the table
 after recovery:
 
@@ -38,7 +37,7 @@ import json
 import sys
 import zlib
 from array import array
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -99,26 +98,21 @@ def position_from_wire(data: list[Any]) -> Position:
 _new = tuple.__new__
 
 
-def position_entry_json(sku: str, position: Position) -> str:
-    """``"sku":[...]``: one position as a member of a bucket record's ``p`` object (the JSON of
-    :func:`position_to_wire`, written by hand: this runs for every position that changed in a flush)."""
-    on_hand, reserved, in_transit, damaged, safety_stock, updated_ms, count_ms, count_id, floor_ms, log = position
-    # the log (up to 64 pairs of integers) by orjson: 2.8 µs for 64 pairs against 14 formatted one by one
-    return (f"{encode_basestring_ascii(sku)}:[{on_hand},{reserved},{in_transit},{damaged},{safety_stock},{updated_ms},"
-            f"{_number(count_ms)},{encode_basestring_ascii(count_id)},{_number(floor_ms)},{orjson.dumps(log).decode()}]")
+def positions_json(positions: Mapping[str, Position]) -> str:
+    """``{"sku": [...], ...}``: positions as a bucket record's ``p`` object (each the JSON of
+    :func:`position_to_wire`), by orjson in one call. This runs for every position a flush writes:
+    0.25 µs a position, against 1.0 µs for the text of each written by hand and joined (which made it
+    worth keeping each changed position's text from one flush to the next)."""
+    return orjson.dumps(positions, default=tuple).decode()  # a Position (a named tuple) as its plain tuple
 
 
-def _number(value: int | None) -> str:
-    return "null" if value is None else str(int(value))
-
-
-def bucket_json(version: int, watermarks: dict[int, int], positions: Iterable[str], decisions: dict[str, Any] | None,
+def bucket_json(version: int, watermarks: dict[int, int], positions: str, decisions: dict[str, Any] | None,
                 netting: str | None, ids: set[str] | None = None, feed: str | None = None) -> str:
     """A bucket record (or the record of its changes) as JSON text: ``{"v": version, "w": watermarks,
     "p": positions, "d"?: decisions, "n"?: netting, "i"?: event ids, "f"?: change feed outbox}``, from
-    the kept members of ``p`` (:func:`position_entry_json`) and the netting's and outbox's own JSON."""
+    the JSON of ``p`` (:func:`positions_json`) and the netting's and outbox's own."""
     marks = ",".join([f'"{code}":{offset}' for code, offset in watermarks.items()])
-    text = f'{{"v":{version},"w":{{{marks}}},"p":{{{",".join(positions)}}}'
+    text = f'{{"v":{version},"w":{{{marks}}},"p":{positions}'
     if decisions:
         text += ',"d":' + record_json(decisions)
     if netting is not None:

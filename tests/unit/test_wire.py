@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from availability.model import Position
 from availability.netting import Netting
 from availability.shard import PartitionState
-from availability.wire import bucket_json, bucket_of, cache_field, cache_value, position_entry_json, position_to_wire
+from availability.wire import bucket_json, bucket_of, cache_field, cache_value, position_to_wire, positions_json
 
 from .test_netting import netted_shard, restore_netted
 from .test_shard import NOW, drained, receipt, run, sale, steps, table_after
@@ -24,9 +24,9 @@ positions = st.builds(Position, ints, ints, ints, ints, ints, ints, st.none() | 
                       st.lists(st.tuples(ints, ints), max_size=5).map(tuple))
 
 
-@given(sku=texts, position=positions)
-def test_a_position_entry_is_the_json_of_its_wire_form(sku: str, position: Position) -> None:
-    assert orjson.loads("{" + position_entry_json(sku, position) + "}") == {sku: position_to_wire(position)}
+@given(kept=st.dictionaries(texts, positions, max_size=4))
+def test_positions_are_the_json_of_their_wire_form(kept: dict[str, Position]) -> None:
+    assert orjson.loads(positions_json(kept)) == {sku: position_to_wire(position) for sku, position in kept.items()}
 
 
 @given(position=positions)
@@ -43,14 +43,14 @@ def test_netting_json_is_its_wire_form_after_any_changes(adds: list[tuple[str, s
     for index, (sku, kind, start, qty) in enumerate(adds):
         netting.add(sku, kind, start, qty)
         if index == len(adds) // 2:
-            netting.to_json()  # keep the entries encoded so far
+            netting.to_json()  # a full record in between
             if close_at is not None:
                 netting.close("S1", close_at, 20_000)
     assert orjson.loads(netting.to_json()) == orjson.loads(orjson.dumps(netting.to_wire()))
 
 
 def test_a_bucket_record_has_every_part() -> None:
-    record = bucket_json(2, {0: 3, 7: 1}, ['"A":[1,0,0,0,0,5,null,"",null,[]]'], {"R1": ["held", [], 5]}, '{"n":[]}')
+    record = bucket_json(2, {0: 3, 7: 1}, '{"A":[1,0,0,0,0,5,null,"",null,[]]}', {"R1": ["held", [], 5]}, '{"n":[]}')
     assert orjson.loads(record) == {"v": 2, "w": {"0": 3, "7": 1}, "p": {"A": [1, 0, 0, 0, 0, 5, None, "", None, []]},
                                     "d": {"R1": ["held", [], 5]}, "n": {"n": []}}
 
