@@ -68,12 +68,26 @@ def _fold(log: tuple[tuple[int, int], ...], floor_ms: int | None,
     return kept, cutoff if floor_ms is None else max(floor_ms, cutoff)
 
 
+def count_refusal(position: Position, at: int, ref: str) -> str | None:
+    """Why count ``ref`` at ``at`` cannot be applied to ``position`` (None: it can, or it changes nothing):
+    it is older than the oldest movement the position still separates from on_hand."""
+    if not _superseded(position, at, ref) and position.floor_ms is not None and at < position.floor_ms:
+        return f"count at {at} is older than {position.floor_ms}, the oldest movement kept"
+    return None
+
+
+def _superseded(position: Position, at: int, ref: str) -> bool:
+    """The count is the position's latest count, or older than it: it changes nothing."""
+    return position.count_ms is not None and (at, ref) <= (position.count_ms, position.count_id)
+
+
 def apply_count(position: Position, counted: int, at: int, ref: str, horizon_ms: int) -> tuple[Position, Movements]:
-    """on_hand := counted as of ``at``; the implied delta is posted as an ``adjustment``."""
-    if position.count_ms is not None and (at, ref) <= (position.count_ms, position.count_id):
+    """on_hand := counted as of ``at``; the implied delta is posted as an ``adjustment``. Raises
+    :class:`CountOutsideHorizon` where :func:`count_refusal` refuses it."""
+    if (refusal := count_refusal(position, at, ref)) is not None:
+        raise CountOutsideHorizon(refusal)
+    if _superseded(position, at, ref):
         return position, ()
-    if position.floor_ms is not None and at < position.floor_ms:
-        raise CountOutsideHorizon(f"count at {at} is older than {position.floor_ms}, the oldest movement kept")
     later = tuple(entry for entry in position.log if entry[0] > at)
     on_hand = counted + sum(delta for _, delta in later)
     implied = on_hand - position.on_hand

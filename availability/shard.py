@@ -46,11 +46,11 @@ from typing import Any, NamedTuple
 
 from . import reservations as rsv
 from .dedupe import RecentIds, id_hash
-from .events import AnyEvent, Reservation, Sale, epoch_ms
+from .events import Adjustment, AnyEvent, Reservation, Sale, epoch_ms
 from .feed import Change, FeedRules, crossings, outbox_from_wire, outbox_json, unsent
 from .history import Cause
 from .history import record as history_entry
-from .ledger import HANDLERS, CountOutsideHorizon, Movements
+from .ledger import HANDLERS, count_refusal
 from .model import EMPTY, Position
 from .netting import Netting, Posting, closing_boundary, window_start
 from .network import Entry, NetworkRules
@@ -326,63 +326,57 @@ class PartitionState:
             self._applying = self._feed_cause = None
 
     def _lines(self, event: AnyEvent, leg: Leg, source: Source) -> Rejection | None:
-        """Every line of a leg, all or none (a count outside the horizon refuses the event). The hot path
-        of the engine: each SKU's bucket is looked up once per leg, and the netting's window index once."""
+        """Every line of a leg, all or none: only a count can refuse an event (outside the horizon), and a
+        count is checked line by line before anything is applied. The hot path of the engine: each line is
+        applied in one pass (position, history entry, netting), its SKU's bucket looked up once."""
         at = epoch_ms(event.occurred_at)
         location_id, event_id, horizon_ms = leg.location_id, event.event_id, self.horizon_ms
+        operations = line_ops(event, leg.leg)
+        if isinstance(event, Adjustment) and event.mode == "count":
+            for sku, _, _ in operations:  # a count's SKUs are unique: each line sees its position as it is
+                if not self._replayed(location_id, sku, source) and \
+                        (refusal := count_refusal(self.position(location_id, sku), at, event_id)) is not None:
+                    return Rejection("count_outside_horizon", f"{sku}: {refusal}")
         code, offset = source
-        buckets, applying = self.buckets, self._applying
-        staged: dict[str, Position] = {}
-        places: dict[str, tuple[str, int]] = {}  # sku → its bucket's address
-        movements: list[tuple[str, tuple[str, int], Movements]] = []  # (sku, bucket address, movements)
-        recorded: list[tuple[str, str, Position, Position]] | None = [] if self._history is not None else None
-        for sku, operation, qty in line_ops(event, leg.leg):
-            current = staged.get(sku)
-            if current is None:
-                address = (location_id, bucket_of(sku))
-                bucket = buckets.get(address)
-                if bucket is not None and (bucket.watermarks.get(code, -1) >= offset  # replayed: already in it
-                                           or applying in bucket.ids):  # or taken from another input
-                    continue
-                current = bucket.positions.get(sku, EMPTY) if bucket is not None else EMPTY
-                places[sku] = address
+        buckets, applying, kept, store = self.buckets, self._applying, self._history, self._store
+        cause: Cause | None = None
+        base, number, now_ms = self._entry_base, self._entry_no, self._now_ms
+        start = window_start(at, self.window_ms)
+        opened: set[tuple[str, int]] | None = None
+        applied = False
+        for sku, operation, qty in operations:
+            address = (location_id, bucket_of(sku))
+            bucket = buckets.get(address)
+            if bucket is None:
+                current = EMPTY
+            elif bucket.watermarks.get(code, -1) >= offset or applying in bucket.ids:  # replayed (_replayed)
+                continue
             else:
-                address = places[sku]
-            try:
-                staged[sku], moved = HANDLERS[operation](current, qty, at, event_id, horizon_ms)
-            except CountOutsideHorizon as exc:
-                return Rejection("count_outside_horizon", f"{sku}: {exc}")
-            if moved:
-                movements.append((sku, address, moved))
-            if recorded is not None:
-                recorded.append((sku, operation, current, staged[sku]))
-        for sku, position in staged.items():
-            self._store(places[sku], sku, position)
-        if recorded:  # _record, unrolled: this runs for every line
-            cause = self._cause = Cause(event_id, event.type, at, event.source)
-            base, number, now_ms = self._entry_base, self._entry_no, self._now_ms
-            kept = self._history
-            assert kept is not None  # recorded: history is kept
-            for sku, operation, before, after in recorded:
-                entry = history_entry(f"{base}#{number}", cause, operation, now_ms, before, after)
+                current = bucket.positions.get(sku, EMPTY)
+            position, moved = HANDLERS[operation](current, qty, at, event_id, horizon_ms)
+            store(address, sku, position)
+            applied = True
+            if kept is not None:  # _record, unrolled: this runs for every line
+                if cause is None:
+                    cause = self._cause = Cause(event_id, event.type, at, event.source)
+                entry = history_entry(f"{base}#{number}", cause, operation, now_ms, current, position)
+                number += 1
                 entries = kept.get((sku, location_id))
                 if entries is None:
                     kept[(sku, location_id)] = [entry]
                 else:
                     entries.append(entry)
-                number += 1
-            self._entry_no = number
-        if movements:
-            start = window_start(at, self.window_ms)
-            opened = self._open.get(start)
-            if opened is None:
-                opened = self._open[start] = set()
-            for sku, address, moved in movements:
+            if moved:
                 netting = buckets[address].netting
-                for kind, qty in moved:
-                    netting.add(sku, kind, start, qty, event_id)
+                for kind, moved_qty in moved:
+                    netting.add(sku, kind, start, moved_qty, event_id)
+                if opened is None:
+                    opened = self._open.get(start)
+                    if opened is None:
+                        opened = self._open[start] = set()
                 opened.add(address)
-        if staged and at > self.event_clock_ms:
+        self._entry_no = number
+        if applied and at > self.event_clock_ms:
             self.event_clock_ms = at
         return None
 

@@ -250,6 +250,10 @@ def test_count_outside_the_horizon_is_rejected_and_changes_nothing() -> None:
     rejections = shard.send(count("S1", ("B", 0), ("A", 0), at=start))
     assert [r.reason for r in rejections] == ["count_outside_horizon"]
     assert snapshot(shard.state) == before
+    # a line that could be counted, before one that cannot: the event is refused whole
+    rejections = shard.send(count("S1", ("C", 5), ("A", 0), at=start))
+    assert [r.reason for r in rejections] == ["count_outside_horizon"]
+    assert snapshot(shard.state) == before
 
 
 def test_policy_and_ats_with_safety_stock() -> None:
