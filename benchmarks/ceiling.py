@@ -19,6 +19,7 @@ from availability.routing import legs, owner_partition
 from availability.settings import Settings
 from availability.shard import PartitionState, Source
 from availability.validation import validate_event
+from streams.engine import partition_state
 from streams.worker import GC_THRESHOLDS
 
 from .workload import Workload
@@ -36,11 +37,7 @@ def apply(workload: Workload, partitions: int, flushes: int) -> tuple[float, lis
     """Apply ``workload`` as :func:`measure` says; returns the CPU seconds it took, the partitions' states
     and the drains of each."""
     settings = Settings()
-    states = [PartitionState(partition, horizon_ms=settings.count_horizon_seconds * 1000,
-                             dedupe_window_ms=settings.dedupe_window_seconds * 1000,
-                             window_ms=settings.erp_window_seconds * 1000, grace_ms=settings.erp_grace_seconds * 1000,
-                             history=settings.history_limit > 0)
-              for partition in range(partitions)]
+    states = [partition_state(settings, partition) for partition in range(partitions)]
     rounds = max(1, flushes // partitions)
     every = max(1, len(workload.messages) // rounds)
     offsets: dict[tuple[str, int], int] = {}

@@ -84,10 +84,10 @@ import cacheclient
 from availability import topics, wire
 from availability.channels import ChannelViews, load_channels
 from availability.events import epoch_ms
-from availability.feed import Change, change_record, feed_rules
+from availability.feed import Change, FeedRules, change_record, feed_rules
 from availability.model import Position
 from availability.netting import Posting
-from availability.network import Entry, entries_from_wire, network_records, network_rules
+from availability.network import Entry, NetworkRules, entries_from_wire, network_records, network_rules
 from availability.reservations import Hold
 from availability.routing import legs
 from availability.settings import Settings
@@ -161,6 +161,15 @@ TAIL_WAIT_BEHIND_SECONDS = 30.0
 #: batch for a fetch round trip (16 reads of ats.network in one 200k-line ingest run, the rate fell by
 #: half). Its records come once the backlog is through; a tail the consumer really skipped is still read
 NETWORK_TAIL_WAIT_SECONDS = 30.0
+
+
+def partition_state(settings: Settings, partition: int, *, feed: FeedRules | None = None,
+                    network: NetworkRules | None = None) -> PartitionState:
+    """An empty state of ``partition`` as the settings shape it (windows, horizons, history kept or not)."""
+    return PartitionState(partition, horizon_ms=settings.count_horizon_seconds * 1000,
+                          dedupe_window_ms=settings.dedupe_window_seconds * 1000,
+                          window_ms=settings.erp_window_seconds * 1000, grace_ms=settings.erp_grace_seconds * 1000,
+                          history=settings.history_limit > 0, feed=feed, network=network)
 
 
 class Engine:
@@ -558,11 +567,7 @@ class Engine:
             return generation == self.rebalances
 
         self.epochs.forget([partition])  # confirmed again by this load's whole snapshot
-        state = PartitionState(partition, horizon_ms=self.settings.count_horizon_seconds * 1000,
-                               dedupe_window_ms=self.settings.dedupe_window_seconds * 1000,
-                               window_ms=self.settings.erp_window_seconds * 1000,
-                               grace_ms=self.settings.erp_grace_seconds * 1000,
-                               history=self.settings.history_limit > 0, feed=self.feed, network=self.network)
+        state = partition_state(self.settings, partition, feed=self.feed, network=self.network)
         records = await read_state(self.table.data, state, current)
         if records is None or not await self._streams_resumed(current):
             return None
