@@ -354,7 +354,7 @@ class PartitionState:
             else:
                 current = bucket.positions.get(sku, EMPTY)
             position, moved = HANDLERS[operation](current, qty, at, event_id, horizon_ms)
-            store(address, sku, position)
+            bucket = store(address, sku, position)
             applied = True
             if kept is not None:  # _record, unrolled: this runs for every line
                 if cause is None:
@@ -367,7 +367,7 @@ class PartitionState:
                 else:
                     entries.append(entry)
             if moved:
-                netting = buckets[address].netting
+                netting = bucket.netting
                 for kind, moved_qty in moved:
                     netting.add(sku, kind, start, moved_qty, event_id)
                 if opened is None:
@@ -548,8 +548,9 @@ class PartitionState:
         return bucket is not None and (bucket.watermarks.get(source.code, -1) >= source.offset
                                        or self._applying in bucket.ids)
 
-    def _store(self, address: tuple[str, int], sku: str, position: Position) -> None:
-        """``position`` becomes ``sku``'s in the bucket at ``address`` (``(location, bucket_of(sku))``)."""
+    def _store(self, address: tuple[str, int], sku: str, position: Position) -> _Bucket:
+        """``position`` becomes ``sku``'s in the bucket at ``address`` (``(location, bucket_of(sku))``);
+        returns that bucket (made here for the bucket's first position)."""
         bucket = self.buckets.get(address)
         if bucket is None:
             bucket = self.buckets[address] = _Bucket()
@@ -561,6 +562,7 @@ class PartitionState:
         bucket.changed.add(sku)
         self._touched.add(address)
         self._dirty_positions[key] = self._feed_cause
+        return bucket
 
     def _change(self, location_id: str, sku: str, source: Source, change: Callable[[Position], Position],
                 movement: str) -> None:
