@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -12,12 +14,15 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from faust.types.auth import CredentialsT
 from mode import ServiceT
 
 from availability import topics
 from availability.connections import kafka_ssl_context
 from availability.settings import Settings
+
+from .intake import Intake
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,7 @@ async def leave_first_generation(coordinator: GroupCoordinator) -> bool:
     return True
 
 
-def _consumer_class(fetch_wait_ms: int) -> type[faust_aiokafka.Consumer]:
+def _consumer_class(fetch_wait_ms: int, intake: Intake) -> type[faust_aiokafka.Consumer]:
     thread: type[_ConsumerThread] = type("ConsumerThread", (_ConsumerThread,), {"fetch_wait_ms": fetch_wait_ms})
 
     class Consumer(faust_aiokafka.Consumer):
@@ -70,60 +75,115 @@ def _consumer_class(fetch_wait_ms: int) -> type[faust_aiokafka.Consumer]:
             return thread(self, loop=self.loop, beacon=self.beacon)
 
         async def _drain_messages(self, fetcher: ServiceT) -> None:
-            await drain_messages(self, fetcher)
+            await drain_messages(self, fetcher, intake)
 
+        # Commits: the offsets the flushed state covers, for the intake's partitions (no message of
+        # theirs is acknowledged: none goes Faust's way); Faust's own bookkeeping for any other.
+        def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+            yield from super()._filter_tps_with_pending_acks(topics)
+            yield from (tp for tp in intake.covered if topics is None or tp in topics or tp.topic in topics)
+
+        def _new_offset(self, tp: TP) -> int | None:
+            covered = intake.covered.get(tp)
+            return covered if covered is not None else super()._new_offset(tp)
+
+    Consumer.intake = intake  # type: ignore[attr-defined]
     return Consumer
 
 
-async def drain_messages(consumer: Any, fetcher: ServiceT) -> None:
-    """Faust's fetch loop (``faust.transport.consumer.Consumer._drain_messages``, faust-streaming 0.15.3),
-    with one change: a record that can be delivered at once is handed to the conductor directly.
+def intake_of(app: faust.App) -> Intake:
+    """The app's :class:`~streams.intake.Intake` (where its consumer hands over the engine's records)."""
+    intake: Intake = app.transport.Consumer.intake  # type: ignore[attr-defined]
+    return intake
 
-    Faust hands every record over as ``wait_first(callback(message), suspend_flow.wait())``: two tasks
-    and an ``asyncio.wait`` per record, so that a rebalance (which sets ``suspend_flow``) can abandon a
-    delivery that waits for room in a full queue (``FlowControlQueue.clear`` empties a queue without
-    waking whoever waits to put into it). PEERS.md measured that call at 21% of a stock worker's
-    samples. A delivery cannot wait while the flow is active and no queue the record goes to is full:
-    the conductor's callback then returns without suspending, so nothing (no rebalance) runs between
-    the check and the delivery, and the direct call is the same delivery without the tasks. Any other
-    record goes Faust's way."""
+
+async def drain_messages(consumer: Any, fetcher: ServiceT, intake: Intake) -> None:
+    """Faust's fetch loop (``faust.transport.consumer.Consumer._drain_messages`` and ``getmany``,
+    faust-streaming 0.15.3), with two changes:
+
+    * the records of the intake's topics are :meth:`put <streams.intake.Intake.put>` there as fetched, a
+      list per partition (the records already read dropped, the read offset moved past the last), and the
+      loop waits for room in it before the next fetch; none becomes a Faust message or event
+      (:mod:`streams.intake`);
+    * any other record (the changelog's, while Faust restores the table) that can be delivered at once is
+      handed to the conductor directly. Faust hands every record over as
+      ``wait_first(callback(message), suspend_flow.wait())``: two tasks and an ``asyncio.wait`` per
+      record, so that a rebalance (which sets ``suspend_flow``) can abandon a delivery that waits for room
+      in a full queue (``FlowControlQueue.clear`` empties a queue without waking whoever waits to put into
+      it). PEERS.md measured that call at 21% of a stock worker's samples. A delivery cannot wait while
+      the flow is active and no queue the record goes to is full: the conductor's callback then returns
+      without suspending, so nothing (no rebalance) runs between the check and the delivery, and the
+      direct call is the same delivery without the tasks. Any other record goes Faust's way.
+    """
     callback = consumer.callback
-    getmany = consumer.getmany
     consumer_should_stop = consumer._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set  # type: ignore[attr-defined]
     get_read_offset = consumer._read_offset.__getitem__
     set_read_offset = consumer._read_offset.__setitem__
     set_flag, unset_flag = consumer.diag.set_flag, consumer.diag.unset_flag
     commit_every = consumer._commit_every
-    acks_enabled_for = consumer.app.topics.acks_enabled_for
-    channels_of = consumer.app.topics._tp_index.get  # TP → the channels its records go to (the conductor's)
-    yield_every, since_yield = 100, 0
+    app = consumer.app
+    acks_enabled_for = app.topics.acks_enabled_for
+    channels_of = app.topics._tp_index.get  # TP → the channels its records go to (the conductor's)
+    inbound = app.monitor.stream_inbound_time  # Faust's check of a stalled stream reads it
+    track_end = app.monitor.track_tp_end_offset
+    intake_topics = intake.topics
+
+    def give_up() -> bool:
+        return not consumer.flow_active or consumer.should_stop
+
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            records = getmany(timeout=1.0)
-            await consumer.sleep(0)  # getmany may return at once, loop after loop
-            if not consumer.should_stop:
-                async for tp, message in records:
+            fetched, active = await consumer._wait_next_records(1.0)
+            await consumer.sleep(0)  # a fetch may return at once, loop after loop
+            if fetched is None or consumer.should_stop:
+                continue
+            if not consumer.flow_active:
+                await _seek_to_committed(consumer)  # as Faust's getmany does
+                continue
+            generation = app.consumer_generation_id
+            buffered = consumer._buffered_partitions
+            since_yield = 0
+            for tp, records in fetched.items():
+                if not consumer.flow_active or app.consumer_generation_id != generation:
+                    break  # a rebalance began: what is left is its new owner's to read
+                if not records or (active is not None and tp not in active and tp not in buffered):
+                    continue
+                tp = TP(tp.topic, tp.partition)  # aiokafka's TopicPartition, as Faust names it
+                track_end(tp, consumer.highwater(tp))
+                if tp.topic in intake_topics:
+                    read = get_read_offset(tp)
+                    if read is not None and records[0].offset < read:
+                        records = [record for record in records if record.offset >= read]
+                        if not records:
+                            continue
+                    intake.put(tp, records)
+                    set_read_offset(tp, records[-1].offset)
+                    inbound[tp] = time.monotonic()
+                    continue
+                for record in records:
                     since_yield += 1
-                    if since_yield > yield_every:
+                    if since_yield > 100:
                         await asyncio.sleep(0)
                         since_yield = 0
-                    offset = message.offset
+                    offset = record.offset
                     read = get_read_offset(tp)
                     if read is not None and offset < read:
                         continue  # read already (Faust logs it at its "dev" level, below DEBUG)
-                    if read and offset - read > 1 and acks_enabled_for(message.topic):
+                    if read and offset - read > 1 and acks_enabled_for(tp.topic):
                         await consumer._add_gap(tp, read + 1, offset)
                     if commit_every is not None and consumer._n_acked >= commit_every:
                         consumer._n_acked = 0
                         await consumer.commit()
+                    message = consumer._to_message(tp, record)
                     if consumer.flow_active and not any(channel.queue.full() for channel in channels_of(tp, ())):
                         await callback(message)
                     else:
                         await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
                     set_read_offset(tp, offset)
-                unset_flag(CONSUMER_FETCHING)
+            await intake.room(give_up)
+            unset_flag(CONSUMER_FETCHING)
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:
             log.info("Broker stopped consumer, shutting down...")
@@ -139,6 +199,13 @@ async def drain_messages(consumer: Any, fetcher: ServiceT) -> None:
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+async def _seek_to_committed(consumer: Any) -> None:
+    try:
+        await consumer.perform_seek()
+    except Exception as exc:  # as Faust's getmany: a seek that fails now is tried again next fetch
+        log.warning("exception performing seek when flow not active %s", exc)
 
 
 def broker_credentials(settings: Settings) -> CredentialsT | None:
@@ -186,11 +253,14 @@ def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.A
         # carry much of a partition's flush (the broker's default limit for a batch is 1 MB).
         producer_max_batch_size=1_000_000,
         producer_max_request_size=8_000_000,
+        # the changelog's records queue up to this while Faust restores the table (the inputs' records
+        # wait in the engine's intake: streams.intake)
         stream_buffer_maxsize=max(settings.batch_max * 2, 4096),
         stream_wait_empty=False,
         table_standby_replicas=0,
         table_cleanup_interval=3600.0,
         logging_config=None,
     )
-    app.transport.Consumer = _consumer_class(settings.fetch_wait_ms)  # type: ignore[misc]  # this app's only
+    intake = Intake(topics.CONSUMED_TOPICS, max_records=max(settings.batch_max * 2, 4096))
+    app.transport.Consumer = _consumer_class(settings.fetch_wait_ms, intake)  # type: ignore[misc]  # this app's only
     return app

@@ -1,4 +1,4 @@
-"""The engine agent: reads every input topic in batches (:mod:`streams.take`), applies them to
+"""The engine agent: reads every input topic in batches as fetched (:mod:`streams.intake`), applies them to
 per-partition state in the domain (:class:`availability.shard.PartitionState`), writes the cache every
 batch and flushes the state every ``ATS_FLUSH_INTERVAL_MS``.
 
@@ -29,8 +29,10 @@ held the agent, and every answer due meanwhile, for the whole of it):
    sent only once the changelog holds it in its bucket's outbox: what was sent can never be decided
    differently by a replay; then, the same way, the **change feed**'s crossings the flush found, to
    ``inventory.availability`` keyed by SKU (:mod:`availability.feed`);
-7. **ack** every input event the flush covers; Faust commits offsets only for what the flushed state
-   covers.
+7. **commit** each input partition's next offset as the flushed state has it: the marker's, or past a
+   clock tick that changed nothing (not worth a marker; a worker that loads the partition resumes at
+   the marker whatever was committed). No input record is a Faust event to acknowledge: the records come
+   as fetched, through :mod:`streams.intake`.
 
 A batch that decided a reservation (a hold, a release, an expiry, a consuming sale) flushes the
 partitions that decided at once (the others keep their interval) and holds its step 3 back to step 5,
@@ -77,7 +79,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP
 from redis.exceptions import NoScriptError
 
 import cacheclient
@@ -95,8 +97,10 @@ from availability.shard import Flush, PartitionState, Source
 from availability.silence import lateness_seconds
 from availability.validation import EventRejected, Rejection, validate_event
 
+from .app import intake_of
 from .cacheepoch import CacheEpochs, CacheErrors
 from .gate import InputGate, Verdict
+from .intake import Slice
 from .loads import Loads
 from .logreader import LogReader, use_true_ends
 from .metrics import WorkerMetrics
@@ -104,7 +108,6 @@ from .partitionload import read_state, whole_slices, write_whole
 from .produce import BatchSender, Record
 from .routing import Router, Tick, read_routed
 from .silence import LocationClocks
-from .take import batches
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +190,8 @@ class Engine:
         self.epochs = CacheEpochs(self.worker_id)  # a cache that lost positions is re-written whole
         self.states: dict[int, PartitionState] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
-        self.unflushed: dict[int, EventT[Any]] = {}  # partition → an event of it, applied since the last flush
-        # partition → its events done since its last flush: acked once it is written
-        self.unacked: defaultdict[int, list[EventT[Any]]] = defaultdict(list)
+        self.unflushed: set[int] = set()  # partitions applied to since their last flush
+        self.intake = intake_of(app)  # the inputs' records, as fetched (streams.intake)
         self.started = time.monotonic()
         self.flushed_at: dict[int, float] = {}  # partition → when it last flushed (monotonic; never: started)
         self.cache_written_at = time.monotonic()
@@ -220,56 +222,55 @@ class Engine:
 
     # ---- the agent -----------------------------------------------------------------------------
     async def process(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent. Its stream subscribes the inputs (so Faust assigns them with the table's partitions),
+        but their records come through the intake, as fetched (:mod:`streams.intake`)."""
         window = self.settings.batch_window_ms / 1000
-        async for events in batches(stream, self.settings.batch_max, window, self._behind):
-            for event in await self.handle(events):
-                await stream.ack(event)
+        while True:
+            await self.handle(await self.intake.take(self.settings.batch_max, window, self._behind))
 
-    async def handle(self, events: list[EventT[Any]]) -> list[EventT[Any]]:
-        """Apply one batch and write it to the cache; flush when due. Returns the events to acknowledge:
-        every event the flushed state covers (none when this batch did not flush)."""
+    async def handle(self, slices: list[Slice]) -> None:
+        """Apply one batch (each input partition's records in offset order) and write it to the cache; flush
+        when due, and commit what the flushed state covers."""
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
-        for partition in sorted({event.message.partition for event in events} & self._owned() - self.states.keys()):
+        for partition in sorted({tp.partition for tp, _ in slices} & self._owned() - self.states.keys()):
             await self.loads.start(partition, self.rebalances)  # installs the state unless a rebalance intervened
         batch = Batch()
-        done = []
+        done: list[Any] = []
         arrived = time.monotonic()
-        for event in events:
-            message = event.message
-            state = self.states.get(message.partition)
+        for tp, records in slices:
+            state = self.states.get(tp.partition)
             if state is None:  # fetched before a rebalance took the partition away (also during a load above)
                 continue
-            source = Source(topics.TOPIC_CODE[message.topic], message.offset)
-            expected = state.expects(source.code)
-            self.arrived[message.tp] = arrived
-            verdict = self.gate.admit(message.tp, message.offset, expected)
-            if verdict is Verdict.GAP and expected is not None:
-                skipped = await self._read_log(message.tp, expected, message.offset)
-                if skipped is None:
-                    self.gate.hold(message.tp, expected)
-                    verdict = Verdict.HOLD
-                else:
-                    for record in skipped:
-                        self._apply(state, record, now_ms, batch)
-                    verdict = Verdict.APPLY
-            if verdict is Verdict.HOLD:
-                continue
-            done.append(event)
-            self.last_offsets[(message.topic, message.partition)] = message.offset
-            batch.owners.setdefault(message.partition, event)
-            batch.states[message.partition] = state
-            if verdict is Verdict.COVERED:
-                continue
-            self._apply(state, message, now_ms, batch)
+            code = topics.TOPIC_CODE[tp.topic]
+            self.arrived[tp] = arrived
+            taken = len(done)
+            for record in records:
+                expected = state.expects(code)
+                verdict = self.gate.admit(tp, record.offset, expected)
+                if verdict is Verdict.GAP and expected is not None:
+                    skipped = await self._read_log(tp, expected, record.offset)
+                    if skipped is None:
+                        self.gate.hold(tp, expected)
+                        verdict = Verdict.HOLD
+                    else:
+                        for read in skipped:
+                            self._apply(state, read, now_ms, batch)
+                        verdict = Verdict.APPLY
+                if verdict is Verdict.HOLD:
+                    continue
+                done.append(record)
+                if verdict is not Verdict.COVERED:
+                    self._apply(state, record, now_ms, batch)
+            if len(done) > taken:
+                self.last_offsets[(tp.topic, tp.partition)] = done[-1].offset
+                batch.states[tp.partition] = state
         self._skipped_tails(batch, now_ms)
         # A rebalance during an await above may have taken a partition away (or reloaded it): what was
-        # applied to a state no longer current is neither flushed nor acknowledged; its new owner replays it.
+        # applied to a state no longer current is neither flushed nor committed; its new owner replays it.
         states = {p: state for p, state in batch.states.items() if self.states.get(p) is state}
-        done = [event for event in done if event.message.partition in states]
-        self.unflushed.update({p: batch.owners[p] for p in states})
-        for event in done:
-            self.unacked[event.message.partition].append(event)
+        done = [record for record in done if record.partition in states]
+        self.unflushed.update(states)
         await self._write_outputs(batch)
         states = {p: state for p, state in states.items() if self.states.get(p) is state}  # after the await
         deciding = {p for p, state in states.items() if state.deciding}
@@ -281,21 +282,19 @@ class Engine:
             snapshots = {p: state.snapshots() for p, state in states.items()}
         # else: the changes stay marked in the states, for a later batch's snapshots or the flush's
         flushes: dict[int, Flush] = {}
-        acked: list[EventT[Any]] = []
         if deciding:
             # the cache shows a decision's effect with it, not before; only the deciding partitions flush
             # (a peak day decides holds in most batches: the others keep their flush interval)
-            acked, flushes = await self._flush(now_ms, snapshots, fresh, deciding)
+            flushes = await self._flush(now_ms, snapshots, fresh, deciding)
         else:
             if snapshots or fresh:
                 await self._write_cache(snapshots, [], fresh)
                 self.cache_written_at = time.monotonic()
             # while partitions load, flushes wait (the loads are what readiness waits for)
             if not self.loads.under_way() and (due := self._due(time.monotonic(), behind)):
-                acked, flushes = await self._flush(now_ms, {}, [], due)
+                flushes = await self._flush(now_ms, {}, [], due)
         await self.gate.seek_due()
         self.metrics.batch(done, batch.dead_letters, flushes, snapshots, time.perf_counter() - started)
-        return acked
 
     def _due(self, now: float, behind: bool) -> set[int]:
         """The partitions applied to since their last flush whose turn has come: partition ``p`` flushes
@@ -327,16 +326,16 @@ class Engine:
         return interval * BEHIND_FLUSH_FACTOR if behind else interval
 
     async def _flush(self, now_ms: int, snapshots: dict[int, list[tuple[str, str, Position]]], fresh: list[int],
-                     only: set[int]) -> tuple[list[EventT[Any]], dict[int, Flush]]:
+                     only: set[int]) -> dict[int, Flush]:
         """Steps 4 to 7 for the partitions ``only`` applied to since their last flush (with ``snapshots``
-        written to the cache beside the decisions); returns the events to ack, and the flushes."""
-        owners = {p: self.unflushed.pop(p) for p in only if p in self.unflushed}
-        acked = [event for p in owners for event in self.unacked.pop(p, ())]
-        self.flushed_at.update(dict.fromkeys(owners, time.monotonic()))
-        states = {p: state for p in owners if (state := self.states.get(p)) is not None}
+        written to the cache beside the decisions); returns the flushes."""
+        flushing = only & self.unflushed
+        self.unflushed -= flushing
+        self.flushed_at.update(dict.fromkeys(flushing, time.monotonic()))
+        states = {p: state for p in flushing if (state := self.states.get(p)) is not None}
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
         await self._write_history({p: flush.history for p, flush in flushes.items() if flush.history})
-        await self._write_changelog(flushes, owners)
+        await self._write_changelog(flushes)
         written = dict(snapshots)
         for partition, flush in flushes.items():
             written[partition] = [*written.get(partition, []), *flush.cache]
@@ -353,7 +352,12 @@ class Engine:
                              {p: flush.network for p, flush in flushes.items() if p not in resend and p in owned})
         for partition in sorted(resend):
             await self._resend(states[partition])
-        return acked, flushes
+        # step 7: the group's offsets follow the state (a worker that takes a partition over resumes where
+        # its stored marker says, whatever was committed: Engine._load)
+        for partition, state in states.items():
+            if self.states.get(partition) is state:
+                self.intake.cover(partition, {topic: state.expects(code) for topic, code in topics.TOPIC_CODE.items()})
+        return flushes
 
     async def _resend(self, state: PartitionState) -> None:
         """A loaded partition's outboxes, sent whole by its first flush: postings and change records stored
@@ -465,8 +469,14 @@ class Engine:
         state.consumed(source, quiet=tick)
 
     async def _seek(self, tp: TP, offset: int) -> None:
+        await self._seek_all({tp: offset})
+
+    async def _seek_all(self, offsets: Mapping[TP, int]) -> None:
+        """Seek the consumer (the records of these partitions the intake holds are delivered again)."""
+        for tp in offsets:
+            self.intake.drop(tp)
         # seek_wait runs in the consumer's own thread (Consumer.seek would touch aiokafka from this one)
-        await self.app.consumer.seek_wait({tp: offset})
+        await self.app.consumer.seek_wait(offsets)
 
     def _owned(self) -> set[int]:
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topics.ROUTED}
@@ -582,7 +592,7 @@ class Engine:
         resume = {TP(topic, partition): state.expects(code) for topic, code in topics.TOPIC_CODE.items()}
         moves = {tp: offset for tp, offset in resume.items() if offset is not None and committed.get(tp) != offset}
         if moves and current():
-            await self.app.consumer.seek_wait(moves)
+            await self._seek_all(moves)
         await self.clocks.load(self.cache, partition)  # when its locations last spoke: not in the changelog
         if not current():
             return None
@@ -625,15 +635,16 @@ class Engine:
         await self._write_cache({}, [], [state.partition], {state.partition: state})
 
     def _on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        """What was applied of a revoked partition and not flushed is dropped, unacknowledged: whoever owns
+        """What was applied of a revoked partition and not flushed is dropped, uncommitted: whoever owns
         the partition next replays it from the stored marker."""
         self.rebalances += 1
         partitions = {tp.partition for tp in revoked}
         for partition in partitions:
             self.states.pop(partition, None)
-            self.unflushed.pop(partition, None)
-            self.unacked.pop(partition, None)
+            self.unflushed.discard(partition)
             self.flushed_at.pop(partition, None)
+        self.intake.clear()  # fetched for the old assignment: each partition's owner reads it again
+        self.intake.uncover(revoked)
         for tp in [tp for tp in self.tail_reads if tp.partition in partitions]:
             self.tail_reads.pop(tp)[0].cancel()
         self.loads.forget(partitions)
@@ -651,6 +662,7 @@ class Engine:
     def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         self.rebalances += 1
         self.gate.reset()
+        self.intake.clear()
         use_true_ends(self.app.consumer, self.log_reader, [topics.CHANGELOG_TOPIC])  # before recovery reads
 
     # ---- flushing ------------------------------------------------------------------------------
@@ -801,7 +813,7 @@ class Engine:
                     pipe.set(topics.reservation_claim_key(hold.reservation_id), hold.location_id.encode(), ex=left,
                              nx=True)
 
-    async def _write_changelog(self, flushes: dict[int, Flush], owners: dict[int, EventT[Any]]) -> None:
+    async def _write_changelog(self, flushes: dict[int, Flush]) -> None:
         """Each partition's records, then its marker, below Faust's ``Table.__setitem__``: every record goes
         to the table's store (the local copy that ``_load`` and a kept RocksDB read) and straight to the
         producer, and once the changelog has them all, the store learns the offset it is stored up to
@@ -815,7 +827,7 @@ class Engine:
         topic = self.table.changelog_topic.get_topic_name()
         messages: list[Record] = []
         for partition, flush in flushes.items():
-            with _as_partition(owners[partition]):  # the store writes to the partition of the current event
+            with _as_partition(partition):  # the store writes to the partition of the current event
                 for key, value in [*flush.records, flush.marker]:  # the marker last: it vouches for the rest
                     raw_key, raw = key.encode(), value.encode() if value is not None else None
                     if raw is not None:
@@ -921,7 +933,6 @@ class Batch:
     """What one batch produces besides state: re-routed legs and dead letters."""
 
     def __init__(self) -> None:
-        self.owners: dict[int, EventT[Any]] = {}  # an event of each partition (table writes go to its partition)
         self.states: dict[int, PartitionState] = {}
         self.routed: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         self.dead_letters: list[tuple[bytes, bytes]] = []
@@ -934,17 +945,28 @@ class Batch:
 
 
 class _as_partition:
-    """Make ``event``'s partition the current one, so table writes go to that changelog partition.
+    """Make ``partition`` the current event's, so table writes go to that changelog partition.
 
     Faust routes a table write to the partition of the event being processed, and refuses writes
-    outside stream iteration (faust-streaming issue #497); the batch is processed after iteration.
+    outside stream iteration (faust-streaming issue #497); the engine's records are no Faust events
+    (:mod:`streams.intake`): the current event is a stand-in that names the partition.
     """
 
-    def __init__(self, event: EventT[Any]) -> None:
-        self.event = event
+    def __init__(self, partition: int) -> None:
+        self.event = _PartitionEvent(partition)
 
     def __enter__(self) -> None:
-        self.token = _current_event.set(weakref.ref(self.event))
+        self.token = _current_event.set(weakref.ref(self.event))  # type: ignore[arg-type]
 
     def __exit__(self, *exc: object) -> None:
         _current_event.reset(self.token)
+
+
+class _PartitionEvent:
+    """What Faust's stores read of the current event: ``event.message.partition``."""
+
+    __slots__ = ("__weakref__", "message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.message = self

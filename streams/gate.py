@@ -4,21 +4,22 @@ The state of a partition knows the next offset it expects of each input
 (:meth:`availability.shard.PartitionState.expects`, restored from the changelog). Every message is
 checked against it:
 
-* below it: already in the state (a replay) → acknowledged, not applied;
+* below it: already in the state (a replay) → skipped;
 * at it: applied;
 * above it: a **gap**. The engine reads the gap from the log itself (:meth:`streams.logreader.LogReader.read`)
   and applies what it holds, then the message: records the consumer skipped are applied in order, and
   holes in the log (transaction markers, retention on Kafka) are simply absent. Only when the log does
-  not answer in time is the message held back (neither applied nor acknowledged) and the consumer
+  not answer in time is the message held back (neither applied nor committed) and the consumer
   sought back to the expected offset, again every ``retry_seconds`` until it arrives.
 
 A gap at the end of an input has no later message to reveal it; the engine reads such tails from the
 log when an input delivers nothing for a while (``Engine._read_skipped_tails``).
 
 Why the consumer can skip: around a rebalance Faust resumes stream partitions and fetches while it
-seeks them to the committed offsets, and then clears its channel queues when flow resumes
-(faust-streaming 0.15, ``Recovery._resume_streams``); what sat in them is gone and its offsets are
-marked read. Reading the gap from the log does not depend on Faust's consumer at all.
+seeks them to the committed offsets, and then clears its queues when flow resumes (faust-streaming
+0.15, ``Recovery._resume_streams``; the engine clears its intake at every rebalance, :mod:`streams.intake`);
+what sat in them is gone and its offsets are marked read. Reading the gap from the log does not depend
+on Faust's consumer at all.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ from cacheclient import CacheErrors
 
 if TYPE_CHECKING:
     import faust
-    from faust.types import EventT
 
     from availability.model import Position
     from availability.shard import Flush
@@ -82,28 +81,28 @@ class WorkerMetrics:
         self.cache_write_duration.observe(time.perf_counter() - started)
         self._written_at = self.clock()
 
-    def batch(self, events: Iterable[EventT[Any]], dead_letters: list[tuple[bytes, bytes]],
+    def batch(self, records: Iterable[Any], dead_letters: list[tuple[bytes, bytes]],
               flushes: Mapping[int, Flush], snapshots: Mapping[int, list[tuple[str, str, Position]]],
               seconds: float) -> None:
-        """One batch: ``events`` the ones it took in, ``dead_letters`` the records it produced to the
-        dead-letter topic (keyed ``topic:partition:offset`` of their origin), ``flushes`` the state flushes
-        it ended with (none between flush intervals), ``snapshots`` the positions it wrote to the cache."""
+        """One batch: ``records`` the input records it took in (Kafka's, timestamps in milliseconds),
+        ``dead_letters`` the records it produced to the dead-letter topic (keyed ``topic:partition:offset``
+        of their origin), ``flushes`` the state flushes it ended with (none between flush intervals),
+        ``snapshots`` the positions it wrote to the cache."""
         totals = self.totals
         dead = set()
         for key, value in dead_letters:
             totals.dead_letters[orjson.loads(value)["reason"]] += 1
             dead.add(key)
         written, size = self._written_at, 0
-        for event in events:
+        for record in records:
             size += 1
-            message = event.message
-            kind = topics.INPUT_TOPICS.get(message.topic)
+            kind = topics.INPUT_TOPICS.get(record.topic)
             if kind is None:  # re-routed legs and clock ticks: counted where they were first taken in
                 continue
-            refused = dead and f"{message.topic}:{message.partition}:{message.offset}".encode() in dead
+            refused = dead and f"{record.topic}:{record.partition}:{record.offset}".encode() in dead
             totals.events[(kind, DEAD_LETTER if refused else APPLIED)] += 1
-            if message.timestamp and len(self._unwritten) < _UNWRITTEN_MAX:
-                self._unwritten.append(message.timestamp)
+            if record.timestamp and len(self._unwritten) < _UNWRITTEN_MAX:
+                self._unwritten.append(record.timestamp / 1000)
         if written is not None:  # a batch that did not write the cache (behind) leaves them to the next write
             for stamp in self._unwritten:
                 totals.freshness.observe(max(0.0, written - stamp))

@@ -60,8 +60,8 @@ def test_the_api_exports_exactly_its_part_of_the_catalogue() -> None:
 
 
 def message(topic: str, partition: int, offset: int, timestamp: float) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=offset,
-                                                   timestamp=timestamp))
+    """An input record as the worker takes it in (Kafka's timestamp: milliseconds)."""
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, timestamp=round(timestamp * 1000))
 
 
 def flush(cache: list[tuple[str, str, Position]], decisions: list[Hold] = (), postings: list[Posting] = ()) -> Flush:
