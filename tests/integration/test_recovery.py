@@ -197,6 +197,34 @@ async def test_resumes_where_the_state_ends_not_where_the_group_committed(own_br
         await cluster.close()
 
 
+async def test_the_group_commits_each_input_as_far_as_the_flushed_state_covers_it(own_broker: str, redis_url: str,
+                                                                                  tmp_path: Path) -> None:
+    """The engine acknowledges no record one by one (its records come as fetched, ``streams.intake``): the
+    consumer group's offsets are what the flushed state covers, up to the end of what was applied, and an
+    operator's lag tooling reads them as with any consumer."""
+    cluster = Cluster(own_broker, redis_url, tmp_path, partitions=2)
+    await ensure_topics(cluster.settings)
+    store, sku = ref("S"), ref("SKU")
+    try:
+        cluster.start_worker("w0")
+        await ready(cluster)
+        sent = [await cluster.send(topics.RECEIPTS, receipt(store, (sku, 1))) for _ in range(20)]
+        await eventually(lambda: _on_hand_is(cluster, sku, store, 20), timeout=60, what="the receipts")
+        topic, partition, last = sent[-1]
+        reader = AIOKafkaConsumer(bootstrap_servers=cluster.settings.bootstrap_servers, group_id=topics.APP_ID,
+                                  enable_auto_commit=False)  # never subscribes: reads the group's offsets only
+        await reader.start()
+        try:
+            async def committed() -> bool:
+                return await reader.committed(TopicPartition(topic, partition)) == last + 1
+
+            await eventually(committed, timeout=30, what=f"{topic}[{partition}] committed at {last + 1}")
+        finally:
+            await reader.stop()
+    finally:
+        await cluster.close()
+
+
 async def _on_hand_is(cluster: Cluster, sku: str, store: str, on_hand: int) -> bool:
     value = await cluster.position(sku, store)
     return value is not None and value[0] == on_hand
