@@ -15,11 +15,12 @@ import time
 from typing import Any
 
 from availability import topics
-from availability.routing import legs, owner_partition
+from availability.routing import legs
 from availability.settings import Settings
 from availability.shard import PartitionState, Source
 from availability.validation import validate_event
 from streams.engine import partition_state
+from streams.routing import Router
 from streams.worker import GC_THRESHOLDS
 
 from .workload import Workload
@@ -38,6 +39,7 @@ def apply(workload: Workload, partitions: int, flushes: int) -> tuple[float, lis
     and the drains of each."""
     settings = Settings()
     states = [partition_state(settings, partition) for partition in range(partitions)]
+    owner = Router(partitions).owner  # the worker's cached murmur2 (Kafka hands it a record's partition)
     rounds = max(1, flushes // partitions)
     every = max(1, len(workload.messages) // rounds)
     offsets: dict[tuple[str, int], int] = {}
@@ -48,12 +50,12 @@ def apply(workload: Workload, partitions: int, flushes: int) -> tuple[float, lis
     try:
         started = time.process_time()
         for index, (topic, key, value) in enumerate(workload.messages):
-            partition = owner_partition(key.decode(), partitions)
+            partition = owner(key.decode())
             offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
             event = validate_event(value, expected_type=topics.INPUT_TOPICS[topic])
             source = Source(topics.TOPIC_CODE[topic], offset)
             for leg in legs(event):
-                states[owner_partition(leg.location_id, partitions)].apply(event, leg, source, now_ms)
+                states[owner(leg.location_id)].apply(event, leg, source, now_ms)
             if index % every == every - 1:
                 _drain(states, now_ms)
         _drain(states, now_ms)
