@@ -77,7 +77,6 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord
 from faust.streams import _current_event
 from faust.types import TP
 from redis.exceptions import NoScriptError
@@ -458,7 +457,7 @@ class Engine:
         return highwater if highwater is not None and highwater >= 0 else None
 
     def _apply(self, state: PartitionState, message: Any, now_ms: int, batch: Batch) -> None:
-        """One input record (a Faust message, or a record read from the log to fill a gap)."""
+        """One input record (as fetched, or read from the log to fill a gap)."""
         source = Source(topics.TOPIC_CODE[message.topic], message.offset)
         if message.topic == topics.ROUTED:
             tick = self._routed(state, message, source, now_ms, batch)
@@ -919,14 +918,13 @@ def rocksdb_options(settings: Settings) -> dict[str, int]:
             "block_cache_size": settings.rocksdb_block_cache_mb * mib}
 
 
-def _arrival_ms(message: Any, now_ms: int) -> int:
-    """When an input record arrived: its Kafka timestamp (seconds on a Faust message, milliseconds on a
-    record read from the log), at most ``now_ms``; ``now_ms`` for a record without one."""
-    stamp = message.timestamp
+def _arrival_ms(record: Any, now_ms: int) -> int:
+    """When an input record arrived: its Kafka timestamp (milliseconds: every input is aiokafka's record,
+    fetched or read from the log), at most ``now_ms``; ``now_ms`` for a record without one."""
+    stamp = record.timestamp
     if not stamp or stamp <= 0:
         return now_ms
-    arrival_ms = int(stamp) if message.__class__ is ConsumerRecord else int(stamp * 1000)
-    return arrival_ms if arrival_ms < now_ms else now_ms
+    return stamp if stamp < now_ms else now_ms
 
 
 class Batch:
