@@ -227,6 +227,7 @@ def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.A
     topic names from them, and renaming one orphans stored state.
     """
     store = store or ("rocksdb://" if settings.store == "rocksdb" else "memory://")
+    buffered = max(settings.batch_max * 2, 4096)  # records fetched ahead of the agent, at most about
     app = faust.App(
         topics.APP_ID,
         broker=[f"kafka://{host}" for host in settings.bootstrap_servers],
@@ -255,12 +256,12 @@ def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.A
         producer_max_request_size=8_000_000,
         # the changelog's records queue up to this while Faust restores the table (the inputs' records
         # wait in the engine's intake: streams.intake)
-        stream_buffer_maxsize=max(settings.batch_max * 2, 4096),
+        stream_buffer_maxsize=buffered,
         stream_wait_empty=False,
         table_standby_replicas=0,
         table_cleanup_interval=3600.0,
         logging_config=None,
     )
-    intake = Intake(topics.CONSUMED_TOPICS, max_records=max(settings.batch_max * 2, 4096))
+    intake = Intake(topics.CONSUMED_TOPICS, max_records=buffered)
     app.transport.Consumer = _consumer_class(settings.fetch_wait_ms, intake)  # type: ignore[misc]  # this app's only
     return app
