@@ -35,7 +35,8 @@ held the agent, and every answer due meanwhile, for the whole of it):
    as fetched, through :mod:`streams.intake`.
 
 A batch that decided a reservation (a hold, a release, an expiry, a consuming sale) flushes the
-partitions that decided at once (the others keep their interval) and holds its step 3 back to step 5,
+partitions that decided at once (the others whose turn has come wait for a batch that decides nothing:
+on a peak day a long wait, README "At peak, a flush holds the agent") and holds its step 3 back to step 5,
 so the cache shows a decision's effect on positions together with the decision, never before it, and a
 hold waits for no interval.
 
@@ -283,7 +284,7 @@ class Engine:
         flushes: dict[int, Flush] = {}
         if deciding:
             # the cache shows a decision's effect with it, not before; only the deciding partitions flush
-            # (a peak day decides holds in most batches: the others keep their flush interval)
+            # (a peak day decides holds in most batches: the others flush in a batch that decides nothing)
             flushes = await self._flush(now_ms, snapshots, fresh, deciding)
         else:
             if snapshots or fresh:
