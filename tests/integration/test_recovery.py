@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -177,12 +179,8 @@ async def test_resumes_where_the_state_ends_not_where_the_group_committed(own_br
                                                                           tmp_path: Path) -> None:
     """Offsets committed past what the state holds (an operator's reset, a commit racing a crash) must not
     lose events: the restarted worker seeks back to the offsets its changelog names."""
-    cluster = Cluster(own_broker, redis_url, tmp_path, partitions=2)
-    await ensure_topics(cluster.settings)
-    store, sku = ref("S"), ref("SKU")
-    try:
-        cluster.start_worker("w0")
-        await ready(cluster)
+    async with _one_worker(own_broker, redis_url, tmp_path) as cluster:
+        store, sku = ref("S"), ref("SKU")
         await cluster.send_many([(topics.RECEIPTS, receipt(store, (sku, 1)), None) for _ in range(20)])
         await eventually(lambda: _on_hand_is(cluster, sku, store, 20), timeout=60, what="first receipts")
         cluster.stop("w0")
@@ -193,8 +191,6 @@ async def test_resumes_where_the_state_ends_not_where_the_group_committed(own_br
 
         cluster.start_worker("w0", wipe=True)
         await eventually(lambda: _on_hand_is(cluster, sku, store, 50), timeout=60, what="the skipped receipts")
-    finally:
-        await cluster.close()
 
 
 async def test_the_group_commits_each_input_as_far_as_the_flushed_state_covers_it(own_broker: str, redis_url: str,
@@ -202,12 +198,8 @@ async def test_the_group_commits_each_input_as_far_as_the_flushed_state_covers_i
     """The engine acknowledges no record one by one (its records come as fetched, ``streams.intake``): the
     consumer group's offsets are what the flushed state covers, up to the end of what was applied, and an
     operator's lag tooling reads them as with any consumer."""
-    cluster = Cluster(own_broker, redis_url, tmp_path, partitions=2)
-    await ensure_topics(cluster.settings)
-    store, sku = ref("S"), ref("SKU")
-    try:
-        cluster.start_worker("w0")
-        await ready(cluster)
+    async with _one_worker(own_broker, redis_url, tmp_path) as cluster:
+        store, sku = ref("S"), ref("SKU")
         sent = [await cluster.send(topics.RECEIPTS, receipt(store, (sku, 1))) for _ in range(20)]
         await eventually(lambda: _on_hand_is(cluster, sku, store, 20), timeout=60, what="the receipts")
         topic, partition, last = sent[-1]
@@ -221,6 +213,17 @@ async def test_the_group_commits_each_input_as_far_as_the_flushed_state_covers_i
             await eventually(committed, timeout=30, what=f"{topic}[{partition}] committed at {last + 1}")
         finally:
             await reader.stop()
+
+
+@asynccontextmanager
+async def _one_worker(own_broker: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """A cluster of two partitions with worker ``w0`` started and ready; closed on the way out."""
+    cluster = Cluster(own_broker, redis_url, tmp_path, partitions=2)
+    await ensure_topics(cluster.settings)
+    try:
+        cluster.start_worker("w0")
+        await ready(cluster)
+        yield cluster
     finally:
         await cluster.close()
 
