@@ -90,8 +90,8 @@ class Netting:
         self.outbox = outbox or []
         self.closed_before = closed_before
         self.late_closes = late_closes
-        self._changed: set[Entry] = set()  # pending entries changed since the last to_json (see changes_json)
-        self._closed: set[Entry] = set()  # entries closed since the last to_json (see changes_json)
+        self._changed: set[Entry] = set()  # pending entries changed since the last record (see changes_json)
+        self._closed: set[Entry] = set()  # entries closed since the last record (see changes_json)
 
     def __bool__(self) -> bool:
         return bool(self.pending or self.outbox or self.closed_before)
@@ -148,7 +148,7 @@ class Netting:
 
     @property
     def changes(self) -> int:
-        """Entries changed or closed since the last :meth:`to_json`."""
+        """Entries changed or closed since the last record (:meth:`to_json` or :meth:`changes_json`)."""
         return len(self._changed) + len(self._closed)
 
     def to_json(self) -> str:
@@ -159,28 +159,26 @@ class Netting:
                              "c": self.closed_before, "s": self.late_closes}, default=tuple).decode()
 
     def changes_json(self) -> str:
-        """What changed since the last :meth:`to_json`, whose record this one completes (:meth:`apply_changes`):
-        the pending entries changed (``n``), those closed (``x``), and the outbox and revision bookkeeping as
-        they are now (``o``, ``c``, ``s``: small). Closing windows therefore costs a record of changes, not a
-        rewrite of the whole bucket (windows close every few seconds of a busy day). Cumulative: each record
-        holds every entry changed since the full record, encoded again."""
+        """What changed since the last record (:meth:`to_json`, or this one), which this one follows
+        (:meth:`apply_changes`): the pending entries changed (``n``), those closed (``x``), and the outbox
+        and revision bookkeeping as they are now (``o``, ``c``, ``s``: small). Closing windows therefore
+        costs a record of changes, not a rewrite of the whole bucket (windows close every few seconds of a
+        busy day)."""
         pending = self.pending
-        return orjson.dumps({"n": [(*entry, *pending[entry]) for entry in self._changed], "x": list(self._closed),
+        changed, closed = self._changed, self._closed
+        self._changed, self._closed = set(), set()
+        return orjson.dumps({"n": [(*entry, *pending[entry]) for entry in changed], "x": list(closed),
                              "o": self.outbox, "c": self.closed_before, "s": self.late_closes},
                             default=tuple).decode()
 
     def apply_changes(self, data: dict[str, Any]) -> None:
-        """Restore what :meth:`changes_json` wrote on top of the record it completes."""
+        """Restore what :meth:`changes_json` wrote on top of the records it follows (stored: nothing to
+        write again)."""
         for sku, kind, start in data.get("x") or ():
-            entry = (sku, kind, int(start))
-            if self.pending.pop(entry, None) is not None:
-                self._changed.discard(entry)
-            self._closed.add(entry)
+            self.pending.pop((sku, kind, int(start)), None)
         for row in data["n"]:
             entry, value = _pending(row)
             self.pending[entry] = value
-            self._changed.add(entry)
-            self._closed.discard(entry)
         if "o" in data:
             self.outbox = [_posting(row) for row in data["o"]]
             self.closed_before, self.late_closes = int(data["c"]), int(data["s"])

@@ -62,8 +62,10 @@ def bucket_key(partition: int, location_id: str, bucket: int) -> str:
     return f"b|{partition}|{location_id}|{bucket}"
 
 
-def changes_key(partition: int, location_id: str, bucket: int) -> str:
-    return f"c|{partition}|{location_id}|{bucket}"
+def changes_key(partition: int, location_id: str, bucket: int, slot: int = 0) -> str:
+    """The key of a bucket's record of changes in ``slot`` of its chain (:class:`availability.shard._Bucket`).
+    Slot 0 keeps the key the single, cumulative record of changes had before the chain (it loads as one)."""
+    return f"c|{partition}|{location_id}|{bucket}|{slot}" if slot else f"c|{partition}|{location_id}|{bucket}"
 
 
 def hold_key(partition: int, reservation_id: str) -> str:
@@ -107,12 +109,14 @@ def positions_json(positions: Mapping[str, Position]) -> str:
 
 
 def bucket_json(version: int, watermarks: dict[int, int], positions: str, decisions: dict[str, Any] | None,
-                netting: str | None, ids: set[str] | None = None, feed: str | None = None) -> str:
-    """A bucket record (or the record of its changes) as JSON text: ``{"v": version, "w": watermarks,
-    "p": positions, "d"?: decisions, "n"?: netting, "i"?: event ids, "f"?: change feed outbox}``, from
-    the JSON of ``p`` (:func:`positions_json`) and the netting's and outbox's own."""
+                netting: str | None, ids: set[str] | None = None, feed: str | None = None, slot: int = 0) -> str:
+    """A bucket record (or a record of its changes) as JSON text: ``{"v": version, "s"?: slot of the
+    chain of changes (0 when missing), "w": watermarks, "p": positions, "d"?: decisions, "n"?: netting,
+    "i"?: event ids, "f"?: change feed outbox}``, from the JSON of ``p`` (:func:`positions_json`) and the
+    netting's and outbox's own."""
     marks = ",".join([f'"{code}":{offset}' for code, offset in watermarks.items()])
-    text = f'{{"v":{version},"w":{{{marks}}},"p":{positions}'
+    text = f'{{"v":{version},"s":{slot},"w":{{{marks}}},"p":{positions}' if slot else \
+        f'{{"v":{version},"w":{{{marks}}},"p":{positions}'
     if decisions:
         text += ',"d":' + record_json(decisions)
     if netting is not None:

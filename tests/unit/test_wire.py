@@ -81,25 +81,71 @@ def test_buckets_written_as_changes_restore_as_one_full_flush(history: list[Any]
     assert _buckets(restored) == _buckets(restore_netted([*once.records, once.marker] if once else []))
 
 
-def test_a_flush_writes_the_changes_of_a_big_bucket_and_restores_in_any_order() -> None:
-    same_bucket = [sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3][:10]
+def _bucket_records(records: list[tuple[str, Any]]) -> list[tuple[str, int, list[str]]]:
+    """(key, version, SKUs) of the bucket records and records of changes among ``records``."""
+    return [(key, value["v"], sorted(value["p"])) for key, value in ((key, orjson.loads(text)) for key, text in records
+                                                                  if key.startswith(("b|", "c|")))]
+
+
+def test_a_flush_writes_a_chain_of_changes_of_a_big_bucket_that_restores_in_any_order() -> None:
+    same_bucket = sorted(sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3)[:10]
     shard = netted_shard()
     shard.send(receipt("S1", *((sku, 5) for sku in same_bucket)))
     first = drained(shard.state)
-    assert [key for key, _ in first if key.startswith(("b|", "c|"))] == ["b|0|S1|3"]
+    assert _bucket_records(first) == [("b|0|S1|3", 0, same_bucket)]
     shard.send(sale("S1", (same_bucket[0], 2)))
     second = drained(shard.state)
-    changes = [(key, orjson.loads(value)) for key, value in second if key.startswith(("b|", "c|"))]
-    assert [(key, value["v"], list(value["p"])) for key, value in changes] == [("c|0|S1|3", 0, [same_bucket[0]])]
-    table = table_after(first, second)
+    assert _bucket_records(second) == [("c|0|S1|3", 0, same_bucket[:1])]
+    shard.send(sale("S1", (same_bucket[1], 1), (same_bucket[2], 1)))
+    third = drained(shard.state)  # only what changed since the record before
+    assert _bucket_records(third) == [("c|0|S1|3|1", 0, same_bucket[1:3])]
+    table = table_after(first, second, third)
+    for records in (table, table[::-1], sorted(table, key=lambda record: record[0][::-1])):
+        restored = restore_netted(records)
+        assert [restored.position("S1", sku).on_hand for sku in same_bucket[:4]] == [3, 4, 4, 5]
+    # Once the chain would hold as many entries (positions, netting entries) as the bucket, the full record
+    # is written again, one version up; the chain starts over in slot 0, and the older version's slot 1 is
+    # not restored on top of it.
+    flushes = [first, second, third]
+    for turn in range(3, 40):
+        shard.send(sale("S1", (same_bucket[turn % len(same_bucket)], 1)))
+        flushes.append(drained(shard.state))
+        if _bucket_records(flushes[-1])[0][0].startswith("b|"):
+            break
+    assert _bucket_records(flushes[-1]) == [("b|0|S1|3", 1, same_bucket)]
+    shard.send(sale("S1", (same_bucket[0], 1)))
+    flushes.append(drained(shard.state))
+    assert _bucket_records(flushes[-1]) == [("c|0|S1|3", 1, same_bucket[:1])]
+    table = table_after(*flushes)
+    assert orjson.loads(dict(table)["c|0|S1|3|1"])["v"] == 0
     for records in (table, table[::-1]):
         restored = restore_netted(records)
-        assert restored.position("S1", same_bucket[0]).on_hand == 3
-        assert restored.position("S1", same_bucket[1]).on_hand == 5
-    for sku in same_bucket[1:9]:  # half the bucket changed: the full record again, the changes deleted
-        shard.send(sale("S1", (sku, 1)))
-    third = drained(shard.state)
-    assert [(key, value is None) for key, value in third if key.startswith(("b|", "c|"))] == [
-        ("b|0|S1|3", False), ("c|0|S1|3", True)]
-    restored = restore_netted(table_after(first, second, third))
-    assert [restored.position("S1", sku).on_hand for sku in same_bucket] == [3, 4, 4, 4, 4, 4, 4, 4, 4, 5]
+        assert [restored.position("S1", sku) for sku in same_bucket] == [
+            shard.state.position("S1", sku) for sku in same_bucket]
+        assert restored.buckets[("S1", 3)].chain == 1
+
+
+def test_a_record_of_changes_written_before_the_chain_loads_as_its_first_slot() -> None:
+    """Before the chain a bucket had one record of changes, in slot 0's key, holding every change since the
+    full record: it restores as a chain of one, and the restored bucket goes on in slot 1."""
+    same_bucket = sorted(sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3)[:10]
+    shard = netted_shard()
+    shard.send(receipt("S1", *((sku, 5) for sku in same_bucket)))
+    full = drained(shard.state)
+    shard.send(sale("S1", (same_bucket[0], 2)))
+    first = dict(drained(shard.state))
+    shard.send(sale("S1", (same_bucket[1], 1)))
+    second = dict(drained(shard.state))
+    cumulative = orjson.loads(first["c|0|S1|3"])
+    later = orjson.loads(second["c|0|S1|3|1"])
+    cumulative["p"].update(later["p"])
+    cumulative["n"]["n"] += later["n"]["n"]
+    cumulative["w"] = later["w"]
+    restored = restore_netted([*table_after(full), ("c|0|S1|3", orjson.dumps(cumulative).decode())])
+    assert [restored.position("S1", sku) for sku in same_bucket] == [shard.state.position("S1", sku)
+                                                                     for sku in same_bucket]
+    assert _buckets(restored) == _buckets(shard.state)
+    going_on = netted_shard()
+    going_on.state, going_on.offsets = restored, dict(shard.offsets)
+    going_on.send(sale("S1", (same_bucket[2], 1)))
+    assert _bucket_records(drained(restored)) == [("c|0|S1|3|1", 0, same_bucket[2:3])]
