@@ -124,6 +124,10 @@ BEHIND_RECORDS = 1_000
 #: flushes still write at once)
 BEHIND_CACHE_INTERVAL_SECONDS = 0.25
 
+#: a batch that holds the agent longer than this is logged, with where the time went: every answer due
+#: meanwhile (hold decisions, the cache) waited for it
+SLOW_BATCH_SECONDS = 2.0
+
 #: a position's history list keeps this many entries beyond ``ATS_HISTORY_LIMIT``: room for the second
 #: copies events applied again after a crash leave (the API shows one)
 HISTORY_SLACK = 10
@@ -214,6 +218,8 @@ class Engine:
         self.tail_reads: dict[TP, tuple[asyncio.Future[list[Any] | None], PartitionState]] = {}
         self.sender = BatchSender(app.producer)
         self.listed_ends: dict[TP, int] = {}  # input partition → the end offset the broker last listed
+        # the last flush's seconds draining, writing history, changelog and cache, sending postings and feeds
+        self.flush_took: tuple[float, float, float, float, float] = (0.0,) * 5
         self.gate = InputGate(self._seek)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -235,6 +241,8 @@ class Engine:
         now_ms = int(self.clock() * 1000)
         for partition in sorted({tp.partition for tp, _ in slices} & self._owned() - self.states.keys()):
             await self.loads.start(partition, self.rebalances)  # installs the state unless a rebalance intervened
+        loaded = time.perf_counter()
+        gaps, gaps_s = 0, 0.0
         batch = Batch()
         done: list[Any] = []
         arrived = time.monotonic()
@@ -249,7 +257,9 @@ class Engine:
                 expected = state.expects(code)
                 verdict = self.gate.admit(tp, record.offset, expected)
                 if verdict is Verdict.GAP and expected is not None:
+                    gaps, read_at = gaps + 1, time.perf_counter()
                     skipped = await self._read_log(tp, expected, record.offset)
+                    gaps_s += time.perf_counter() - read_at
                     if skipped is None:
                         self.gate.hold(tp, expected)
                         verdict = Verdict.HOLD
@@ -271,7 +281,9 @@ class Engine:
         states = {p: state for p, state in batch.states.items() if self.states.get(p) is state}
         done = [record for record in done if record.partition in states]
         self.unflushed.update(states)
+        applied = time.perf_counter()
         await self._write_outputs(batch)
+        sent = time.perf_counter()
         states = {p: state for p, state in states.items() if self.states.get(p) is state}  # after the await
         deciding = {p for p, state in states.items() if state.deciding}
         behind = self._behind()
@@ -294,7 +306,15 @@ class Engine:
             if not self.loads.under_way() and (due := self._due(time.monotonic(), behind)):
                 flushes = await self._flush(now_ms, {}, [], due)
         await self.gate.seek_due()
-        self.metrics.batch(done, batch.dead_letters, flushes, snapshots, time.perf_counter() - started)
+        ended = time.perf_counter()
+        self.metrics.batch(done, batch.dead_letters, flushes, snapshots, ended - started)
+        if ended - started > SLOW_BATCH_SECONDS:
+            log.warning("a batch of %d records held the agent %.1f s: loading partitions %.1f s, reading %d gaps "
+                        "from the log %.1f s, applying %.1f s, outputs %.1f s, the cache and flushes %.1f s; %d "
+                        "partitions flushed: draining %.1f s, history %.1f s, changelog %.1f s, cache %.1f s, "
+                        "postings and feeds %.1f s", len(done), ended - started, loaded - started, gaps, gaps_s,
+                        applied - loaded - gaps_s, sent - applied, ended - sent, len(flushes),
+                        *(self.flush_took if flushes else (0.0,) * 5))
 
     def _due(self, now: float, behind: bool) -> set[int]:
         """The partitions applied to since their last flush whose turn has come: partition ``p`` flushes
@@ -333,13 +353,18 @@ class Engine:
         self.unflushed -= flushing
         self.flushed_at.update(dict.fromkeys(flushing, time.monotonic()))
         states = {p: state for p in flushing if (state := self.states.get(p)) is not None}
+        started = time.perf_counter()
         flushes = {p: flush for p, state in states.items() if (flush := state.drain(now_ms)) is not None}
+        drained = time.perf_counter()
         await self._write_history({p: flush.history for p, flush in flushes.items() if flush.history})
+        pushed = time.perf_counter()
         await self._write_changelog(flushes)
+        logged = time.perf_counter()
         written = dict(snapshots)
         for partition, flush in flushes.items():
             written[partition] = [*written.get(partition, []), *flush.cache]
         await self._write_cache(written, [hold for flush in flushes.values() for hold in flush.decisions], fresh)
+        cached = time.perf_counter()
         resend = self.resend.intersection(states)  # their outboxes hold this flush's postings and changes too
         for partition, flush in flushes.items():
             if partition not in resend:
@@ -352,6 +377,8 @@ class Engine:
                              {p: flush.network for p, flush in flushes.items() if p not in resend and p in owned})
         for partition in sorted(resend):
             await self._resend(states[partition])
+        self.flush_took = (drained - started, pushed - drained, logged - pushed, cached - logged,
+                           time.perf_counter() - cached)
         # step 7: the group's offsets follow the state (a worker that takes a partition over resumes where
         # its stored marker says, whatever was committed: Engine._load)
         for partition, state in states.items():
