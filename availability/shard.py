@@ -296,9 +296,11 @@ class PartitionState:
         if not waiting:
             return
         bucket = self.buckets[address]
+        chain = bucket.chain
         while (value := waiting.get(bucket.chain)) is not None and value.get("v", 0) == bucket.version:
             del waiting[bucket.chain]
             bucket.apply_changes(value)
+        if bucket.chain > chain:  # the windows the restored records left open
             for start in bucket.netting.windows():
                 self._open.setdefault(start, set()).add(address)
         for slot in [slot for slot, value in waiting.items() if value.get("v", 0) < bucket.version]:
