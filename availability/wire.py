@@ -115,8 +115,8 @@ def bucket_json(version: int, watermarks: dict[int, int], positions: str, decisi
     "i"?: event ids, "f"?: change feed outbox}``, from the JSON of ``p`` (:func:`positions_json`) and the
     netting's and outbox's own."""
     marks = ",".join([f'"{code}":{offset}' for code, offset in watermarks.items()])
-    text = f'{{"v":{version},"s":{slot},"w":{{{marks}}},"p":{positions}' if slot else \
-        f'{{"v":{version},"w":{{{marks}}},"p":{positions}'
+    slot_field = f'"s":{slot},' if slot else ""
+    text = f'{{"v":{version},{slot_field}"w":{{{marks}}},"p":{positions}'
     if decisions:
         text += ',"d":' + record_json(decisions)
     if netting is not None:

@@ -81,6 +81,10 @@ def test_buckets_written_as_changes_restore_as_one_full_flush(history: list[Any]
     assert _buckets(restored) == _buckets(restore_netted([*once.records, once.marker] if once else []))
 
 
+#: ten SKUs of the same bucket (3) of a location
+SAME_BUCKET = sorted(sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3)[:10]
+
+
 def _bucket_records(records: list[tuple[str, Any]]) -> list[tuple[str, int, list[str]]]:
     """(key, version, SKUs) of the bucket records and records of changes among ``records``."""
     return [(key, value["v"], sorted(value["p"])) for key, value in ((key, orjson.loads(text)) for key, text in records
@@ -88,7 +92,7 @@ def _bucket_records(records: list[tuple[str, Any]]) -> list[tuple[str, int, list
 
 
 def test_a_flush_writes_a_chain_of_changes_of_a_big_bucket_that_restores_in_any_order() -> None:
-    same_bucket = sorted(sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3)[:10]
+    same_bucket = SAME_BUCKET
     shard = netted_shard()
     shard.send(receipt("S1", *((sku, 5) for sku in same_bucket)))
     first = drained(shard.state)
@@ -128,7 +132,7 @@ def test_a_flush_writes_a_chain_of_changes_of_a_big_bucket_that_restores_in_any_
 def test_a_record_of_changes_written_before_the_chain_loads_as_its_first_slot() -> None:
     """Before the chain a bucket had one record of changes, in slot 0's key, holding every change since the
     full record: it restores as a chain of one, and the restored bucket goes on in slot 1."""
-    same_bucket = sorted(sku for sku in (f"SKU-{i}" for i in range(400)) if bucket_of(sku) == 3)[:10]
+    same_bucket = SAME_BUCKET
     shard = netted_shard()
     shard.send(receipt("S1", *((sku, 5) for sku in same_bucket)))
     full = drained(shard.state)
