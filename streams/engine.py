@@ -72,7 +72,7 @@ import socket
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -123,6 +123,12 @@ BEHIND_RECORDS = 1_000
 #: are seconds old then anyway, and a hot SKU changed by ten batches is written once (decisions and
 #: flushes still write at once)
 BEHIND_CACHE_INTERVAL_SECONDS = 0.25
+
+#: a batch flushes, beside the partitions whose reservation decisions wait for it, at most this many
+#: partitions whose turn has come (Engine._due), those waiting longest first. Without a bound, a peak day's
+#: partitions that decided no hold for a while waited for a batch that decided none, and flushed in it
+#: together: 5-7 partitions, one batch holding the agent 5.5-6.6 s, holds due meanwhile answered 504
+FLUSH_PARTITIONS_PER_BATCH = 2
 
 #: a batch that holds the agent longer than this is logged, with where the time went: every answer due
 #: meanwhile (hold decisions, the cache) waited for it
@@ -218,8 +224,8 @@ class Engine:
         self.tail_reads: dict[TP, tuple[asyncio.Future[list[Any] | None], PartitionState]] = {}
         self.sender = BatchSender(app.producer)
         self.listed_ends: dict[TP, int] = {}  # input partition → the end offset the broker last listed
-        # the last flush's seconds draining, writing history, changelog and cache, sending postings and feeds
-        self.flush_took: tuple[float, float, float, float, float] = (0.0,) * 5
+        # the batch's flushes' seconds draining, writing history, changelog and cache, sending postings and feeds
+        self.flush_took = [0.0] * 5
         self.gate = InputGate(self._seek)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -293,18 +299,17 @@ class Engine:
             fresh = self.epochs.renew(states)  # right before the snapshots, no await between: whole partitions
             snapshots = {p: state.snapshots() for p, state in states.items()}
         # else: the changes stay marked in the states, for a later batch's snapshots or the flush's
+        self.flush_took = [0.0] * 5
         flushes: dict[int, Flush] = {}
         if deciding:
-            # the cache shows a decision's effect with it, not before; only the deciding partitions flush
-            # (a peak day decides holds in most batches: the others flush in a batch that decides nothing)
+            # the cache shows a decision's effect with it, not before: the deciding partitions flush first
             flushes = await self._flush(now_ms, snapshots, fresh, deciding)
-        else:
-            if snapshots or fresh:
-                await self._write_cache(snapshots, [], fresh)
-                self.cache_written_at = time.monotonic()
-            # while partitions load, flushes wait (the loads are what readiness waits for)
-            if not self.loads.under_way() and (due := self._due(time.monotonic(), behind)):
-                flushes = await self._flush(now_ms, {}, [], due)
+        elif snapshots or fresh:
+            await self._write_cache(snapshots, [], fresh)
+            self.cache_written_at = time.monotonic()
+        # while partitions load, flushes wait (the loads are what readiness waits for)
+        if not self.loads.under_way() and (due := self._due(time.monotonic(), behind)):
+            flushes.update(await self._flush(now_ms, {}, [], longest_waiting(due, self.flushed_at, self.started)))
         await self.gate.seek_due()
         ended = time.perf_counter()
         self.metrics.batch(done, batch.dead_letters, flushes, snapshots, ended - started)
@@ -314,7 +319,7 @@ class Engine:
                         "partitions flushed: draining %.1f s, history %.1f s, changelog %.1f s, cache %.1f s, "
                         "postings and feeds %.1f s", len(done), ended - started, loaded - started, gaps, gaps_s,
                         applied - loaded - gaps_s, sent - applied, ended - sent, len(flushes),
-                        *(self.flush_took if flushes else (0.0,) * 5))
+                        *self.flush_took)
 
     def _due(self, now: float, behind: bool) -> set[int]:
         """The partitions applied to since their last flush whose turn has come: partition ``p`` flushes
@@ -325,9 +330,10 @@ class Engine:
         answer due meanwhile waited: at 2,000 lines/s over 8 partitions, ~150 ms once a second (draining
         ~2,800 records ~35 ms, history ~17 ms, changelog ~45 ms, cache and feeds ~35 ms), the p99 of
         ``benchmarks.freshness``. Staggered, each partition's flush is as big as before and as often.
-        While the worker is behind, partitions whose last flush is an interval old flush together."""
+        While the worker is behind, partitions whose last flush is an interval old are due together (a
+        batch flushes a few of them: :func:`longest_waiting`)."""
         interval, partitions, last = self._flush_interval(behind), self.settings.partitions, self.flushed_at
-        if behind:  # answers are seconds old then anyway: the partitions due flush together, as one
+        if behind:  # answers are seconds old then anyway
             return {p for p in self.unflushed if now - last.get(p, self.started) >= interval}
         return {p for p in self.unflushed if turn_due(p, partitions, interval, last.get(p, self.started), now)}
 
@@ -377,8 +383,8 @@ class Engine:
                              {p: flush.network for p, flush in flushes.items() if p not in resend and p in owned})
         for partition in sorted(resend):
             await self._resend(states[partition])
-        self.flush_took = (drained - started, pushed - drained, logged - pushed, cached - logged,
-                           time.perf_counter() - cached)
+        took = (drained - started, pushed - drained, logged - pushed, cached - logged, time.perf_counter() - cached)
+        self.flush_took = [sum(pair) for pair in zip(self.flush_took, took, strict=True)]
         # step 7: the group's offsets follow the state (a worker that takes a partition over resumes where
         # its stored marker says, whatever was committed: Engine._load)
         for partition, state in states.items():
@@ -933,6 +939,13 @@ def turn_due(partition: int, partitions: int, interval: float, last: float, now:
     turns are at ``partition / partitions`` of every ``interval``, and one has come since."""
     phase = interval * partition / partitions
     return (now - phase) // interval > (last - phase) // interval
+
+
+def longest_waiting(due: Iterable[int], flushed_at: Mapping[int, float], never: float,
+                    limit: int = FLUSH_PARTITIONS_PER_BATCH) -> set[int]:
+    """The ``limit`` partitions of ``due`` that flushed longest ago (``flushed_at``; ``never``: one that has
+    not flushed yet); the others flush in the batches after, each batch taking its turn, deciding or not."""
+    return set(sorted(due, key=lambda p: (flushed_at.get(p, never), p))[:limit])
 
 
 def rocksdb_options(settings: Settings) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """The flush schedule on its own (:func:`streams.engine.turn_due`): each partition flushes once an
-interval, at its own turn, so a worker's partitions flush one after another, never all together."""
+interval, at its own turn, so a worker's partitions flush one after another, never all together; a batch
+flushes a few of those due at most, those waiting longest first (:func:`streams.engine.longest_waiting`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.engine import turn_due
+from streams.engine import longest_waiting, turn_due
 
 
 def _flushes(partition: int, partitions: int, interval: float, until: float, step: float) -> list[float]:
@@ -38,3 +39,10 @@ def test_once_an_interval_and_never_more_than_an_interval_and_a_batch_apart(
     gaps = [later - earlier for earlier, later in pairwise(flushed)]
     assert all(gap <= interval + step + 1e-9 for gap in gaps)
     assert all(gap >= interval - step - 1e-9 for gap in gaps)
+
+
+def test_a_batch_flushes_the_partitions_waiting_longest_and_leaves_the_others_for_the_next() -> None:
+    flushed_at = {0: 5.0, 1: 2.0, 2: 9.0, 3: 2.0}  # 4 has never flushed: since the worker started, at 1.0
+    assert longest_waiting({0, 1, 2, 3, 4}, flushed_at, never=1.0, limit=2) == {4, 1}, "ties: the lower partition"
+    assert longest_waiting({0, 2, 3}, flushed_at, never=1.0, limit=2) == {3, 0}
+    assert longest_waiting({2}, flushed_at, never=1.0, limit=2) == {2}
