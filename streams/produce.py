@@ -18,7 +18,7 @@ that repeat (locations). A partition load re-sends its whole outboxes: 125k chan
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -41,9 +41,11 @@ class BatchSender:
         producer: AIOKafkaProducer = self._faust_producer._ensure_producer()
         return producer
 
-    async def send(self, records: Iterable[Record], *, remember_keys: bool = True) -> dict[tuple[str, int], int]:
+    async def send(self, records: Iterable[Record], *, remember_keys: bool | Container[str] = True,
+                   ) -> dict[tuple[str, int], int]:
         """Send every record and wait for their delivery; the last offset written per (topic, partition).
-        ``remember_keys``: the keys repeat (remember their partitions); False for unique keys."""
+        ``remember_keys``: the keys repeat (remember their partitions); False for unique keys; or the topics
+        whose keys repeat."""
         producer = self._producer
         builders: dict[tuple[str, int], list[Any]] = {}
         keyed: dict[tuple[str, bytes], int] = {}  # this call's keys
@@ -51,7 +53,8 @@ class BatchSender:
             if partition is None:
                 partition = keyed.get((topic, key))
                 if partition is None:
-                    partition = keyed[(topic, key)] = await self._partition_of(producer, topic, key, remember_keys)
+                    remember = remember_keys if isinstance(remember_keys, bool) else topic in remember_keys
+                    partition = keyed[(topic, key)] = await self._partition_of(producer, topic, key, remember)
             batches = builders.get((topic, partition))
             if batches is None:
                 batches = builders[(topic, partition)] = [producer.create_batch()]
