@@ -67,6 +67,24 @@ async def leave_first_generation(coordinator: GroupCoordinator) -> bool:
     return True
 
 
+async def _next_records(consumer: Any, intake: Intake) -> tuple[Any, set[TP] | None]:
+    """What the next fetch brought, and the partitions it asked for (``fetched, active``, as Faust's
+    ``Consumer._wait_next_records``). While the intake is full (about ``max_records`` waiting for the
+    engine), only its ``first`` topics' partitions: the others' records stay where they are (aiokafka
+    fetches a partition again only once the last fetch of it was taken), and those of the first topics
+    (reservations) still arrive. The fetch loop waited for room instead, and at peak, with the worker
+    tens of thousands of records behind, a fetch overfilled the intake for seconds: holds reached the
+    engine 2-10 s after they were produced, and timed out (``ats simulate --profile black-friday``)."""
+    if not intake.full():
+        fetched, active = await consumer._wait_next_records(1.0)
+        return fetched, active
+    first = {tp for tp in consumer._get_active_partitions() if tp.topic in intake.first}
+    if not first or not consumer.flow_active:
+        await consumer.sleep(FULL_POLL_SECONDS)
+        return None, None
+    return await consumer._getmany(active_partitions=first, timeout=FULL_POLL_SECONDS), first
+
+
 def _consumer_class(fetch_wait_ms: int, intake: Intake) -> type[faust_aiokafka.Consumer]:
     thread: type[_ConsumerThread] = type("ConsumerThread", (_ConsumerThread,), {"fetch_wait_ms": fetch_wait_ms})
 
@@ -97,14 +115,20 @@ def intake_of(app: faust.App) -> Intake:
     return intake
 
 
+#: while the intake is full, the fetch loop fetches its ``first`` topics' partitions alone, and asks this
+#: often whether there is room for the others again (a fetch in flight cannot be called off: Faust's
+#: consumer runs in its own thread, and what it fetched would be lost)
+FULL_POLL_SECONDS = 0.05
+
+
 async def drain_messages(consumer: Any, fetcher: ServiceT, intake: Intake) -> None:
     """Faust's fetch loop (``faust.transport.consumer.Consumer._drain_messages`` and ``getmany``,
     faust-streaming 0.15.3), with two changes:
 
     * the records of the intake's topics are :meth:`put <streams.intake.Intake.put>` there as fetched, a
-      list per partition (the records already read dropped, the read offset moved past the last), and the
-      loop waits for room in it before the next fetch; none becomes a Faust message or event
-      (:mod:`streams.intake`);
+      list per partition (the records already read dropped, the read offset moved past the last); none
+      becomes a Faust message or event (:mod:`streams.intake`). While the intake is full, only the
+      partitions of its ``first`` topics are fetched (:func:`_next_records`);
     * any other record (the changelog's, while Faust restores the table) that can be delivered at once is
       handed to the conductor directly. Faust hands every record over as
       ``wait_first(callback(message), suspend_flow.wait())``: two tasks and an ``asyncio.wait`` per
@@ -129,13 +153,10 @@ async def drain_messages(consumer: Any, fetcher: ServiceT, intake: Intake) -> No
     track_end = app.monitor.track_tp_end_offset
     intake_topics = intake.topics
 
-    def give_up() -> bool:
-        return not consumer.flow_active or consumer.should_stop
-
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            fetched, active = await consumer._wait_next_records(1.0)
+            fetched, active = await _next_records(consumer, intake)
             await consumer.sleep(0)  # a fetch may return at once, loop after loop
             if fetched is None or consumer.should_stop:
                 continue
@@ -182,7 +203,6 @@ async def drain_messages(consumer: Any, fetcher: ServiceT, intake: Intake) -> No
                     else:
                         await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
                     set_read_offset(tp, offset)
-            await intake.room(give_up)
             unset_flag(CONSUMER_FETCHING)
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:
@@ -262,6 +282,6 @@ def create_faust_app(settings: Settings, *, store: str | None = None) -> faust.A
         table_cleanup_interval=3600.0,
         logging_config=None,
     )
-    intake = Intake(topics.CONSUMED_TOPICS, max_records=buffered)
+    intake = Intake(topics.CONSUMED_TOPICS, max_records=buffered, first=[topics.RESERVATIONS])
     app.transport.Consumer = _consumer_class(settings.fetch_wait_ms, intake)  # type: ignore[misc]  # this app's only
     return app

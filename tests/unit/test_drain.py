@@ -19,6 +19,7 @@ from streams.intake import Intake
 
 CHANGELOG = TP("ats-state-changelog", 0)  # not the intake's: Faust's way
 SALES = TP("pos.sales", 0)
+HOLDS = TP("pos.holds", 0)
 
 
 def fetch(tp: TP, offsets: list[int]) -> dict[TopicPartition, list[Any]]:
@@ -50,15 +51,27 @@ class Consumer:
         self.waited_first: list[int] = []
         self.gaps: list[tuple[int, int]] = []
         self.seeks = 0
+        self.asked: list[set[TP] | None] = []  # the partitions each fetch asked for (None: Faust's choice)
 
     async def callback(self, message: Any) -> None:
         self.delivered.append(message.offset)
 
     async def _wait_next_records(self, timeout: float) -> tuple[dict[TopicPartition, list[Any]], None]:
+        self.asked.append(None)
+        return self._next(), None
+
+    async def _getmany(self, active_partitions: set[TP], timeout: float) -> dict[TopicPartition, list[Any]]:
+        self.asked.append(active_partitions)
+        return self._next()
+
+    def _next(self) -> dict[TopicPartition, list[Any]]:
         records = self.fetches.pop(0)
         if not self.fetches:
             self._stopped.set()
-        return records, None
+        return records
+
+    def _get_active_partitions(self) -> set[TP]:
+        return {CHANGELOG, SALES, HOLDS}
 
     def highwater(self, tp: TP) -> int:
         return 100
@@ -116,3 +129,10 @@ def test_a_fetch_while_the_flow_is_stopped_is_dropped_and_the_consumer_sought_ba
     intake = Intake([SALES.topic], max_records=1_000)
     stopped = drain(Consumer([fetch(SALES, [0]) | fetch(CHANGELOG, [0])], flow_active=False), intake)
     assert (stopped.delivered, intake.count, stopped.seeks) == ([], 0, 1)
+
+
+def test_while_the_intake_is_full_only_its_first_topics_are_fetched() -> None:
+    intake = Intake([SALES.topic, HOLDS.topic], max_records=3, first=[HOLDS.topic])
+    consumer = drain(Consumer([fetch(SALES, [0, 1, 2]), fetch(HOLDS, [7]), fetch(HOLDS, [8])]), intake)
+    assert consumer.asked == [None, {HOLDS}, {HOLDS}], "full after the first fetch: the holds alone, twice"
+    assert [record.offset for record in intake.pending[HOLDS]] == [7, 8], "they still arrive, beyond max_records"

@@ -11,7 +11,7 @@ from faust.types import TP
 
 from streams.intake import Intake
 
-SALES, RETURNS = TP("pos.sales", 0), TP("pos.returns", 0)
+SALES, RETURNS, HOLDS = TP("pos.sales", 0), TP("pos.returns", 0), TP("pos.holds", 0)
 
 
 def records(tp: TP, offsets: range, size: int = 100) -> list[ConsumerRecord[bytes, bytes]]:
@@ -46,6 +46,30 @@ def test_a_batch_takes_each_partition_in_offset_order_and_the_partitions_in_turn
     assert third == [("pos.sales", [6, 7])]
 
 
+def test_a_partition_a_batch_left_records_of_goes_last_in_the_next() -> None:
+    async def scenario() -> list[list[tuple[str, list[int]]]]:
+        intake = Intake({SALES.topic, RETURNS.topic}, max_records=1_000)
+        intake.put(SALES, records(SALES, range(0, 4), size=600))
+        intake.put(RETURNS, records(RETURNS, range(10, 14), size=600))
+        return [await take(intake, max_bytes=1_000), await take(intake, max_bytes=1_000),
+                await take(intake, max_bytes=1_000)]
+
+    first, second, third = run(scenario())
+    assert first == [("pos.sales", [0, 1])], "full at its bytes before the returns had their share"
+    assert second == [("pos.returns", [10, 11])], "the returns' turn, not the sales' again"
+    assert third == [("pos.sales", [2, 3])]
+
+
+def test_a_batch_takes_the_first_topics_records_before_any_other() -> None:
+    async def scenario() -> list[tuple[str, list[int]]]:
+        intake = Intake({SALES.topic, HOLDS.topic}, max_records=1_000, first=[HOLDS.topic])
+        intake.put(SALES, records(SALES, range(0, 10), size=600))
+        intake.put(HOLDS, records(HOLDS, range(5, 7)))
+        return await take(intake, max_bytes=1_000)
+
+    assert run(scenario()) == [("pos.holds", [5, 6]), ("pos.sales", [0, 1])], "fetched later, taken first"
+
+
 def test_a_batch_stops_at_its_bytes_and_takes_at_least_one_record() -> None:
     async def scenario() -> list[list[tuple[str, list[int]]]]:
         intake = Intake({SALES.topic}, max_records=1_000)
@@ -65,25 +89,6 @@ def test_a_batch_waits_for_its_first_record_then_for_more_only_while_behind() ->
 
     assert run(scenario(False)) == [("pos.sales", [0])], "live traffic waits for no window"
     assert run(scenario(True)) == [("pos.sales", [0, 1])], "behind: the window fills the batch"
-
-
-def test_the_fetch_loop_waits_for_room_until_a_batch_is_taken_or_it_gives_up() -> None:
-    async def scenario() -> tuple[bool, bool, bool]:
-        intake = Intake({SALES.topic}, max_records=3)
-        intake.put(SALES, records(SALES, range(5)))  # one fetch may overfill it
-        room = asyncio.ensure_future(intake.room(lambda: False, poll_s=0.01))
-        await asyncio.sleep(0.05)
-        waited = not room.done()
-        await intake.take(2, 0.0, lambda: False)  # 3 left: still full
-        await asyncio.sleep(0.05)
-        still = not room.done()
-        await intake.take(2, 0.0, lambda: False)
-        await asyncio.wait_for(room, 1)
-        intake.put(SALES, records(SALES, range(5, 10)))
-        await asyncio.wait_for(intake.room(lambda: True), 1)  # a rebalance suspended the flow: no wait
-        return waited, still, room.done()
-
-    assert run(scenario()) == (True, True, True)
 
 
 def test_a_rebalance_clears_it_and_a_seek_drops_the_partition_sought() -> None:
