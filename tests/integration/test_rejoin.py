@@ -70,6 +70,8 @@ async def test_a_worker_stopped_in_its_first_generation_leaves_its_group(own_bro
         cluster.start_worker("w0")
         await ready(cluster)
         cluster.stop("w0")
-        assert ("from its first generation" in cluster.log("w0")) == (brokers.kind() == "embedded")
+        log = cluster.log("w0")
+        assert ("from its first generation" in log) == (brokers.kind() == "embedded")
+        assert "(Re-)joining group" not in log.partition("from its first generation")[2], "a stop never joins again"
     finally:
         await cluster.close()
