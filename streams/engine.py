@@ -127,7 +127,7 @@ BEHIND_CACHE_INTERVAL_SECONDS = 0.25
 #: a batch flushes, beside the partitions whose reservation decisions wait for it, at most this many
 #: partitions whose turn has come (Engine._due), those waiting longest first. Without a bound, a peak day's
 #: partitions that decided no hold for a while waited for a batch that decided none, and flushed in it
-#: together: 5-7 partitions, one batch holding the agent 5.5-6.6 s, holds due meanwhile answered 504
+#: together: 5-7 partitions, one batch holding the agent 5.5-10.9 s, holds due meanwhile answered 504
 FLUSH_PARTITIONS_PER_BATCH = 2
 
 #: a batch that holds the agent longer than this is logged, with where the time went: every answer due
@@ -687,10 +687,10 @@ class Engine:
     async def _deliver(self, states: Mapping[int, PartitionState], flushes: Mapping[int, Flush]) -> None:
         """Send the flushes' ERP postings, their change records (to the feed, keyed by SKU, each partition's
         in its order) and their changed positions (to the partitions that sum their SKUs, ``ats.network``,
-        packed per destination), all in one send: one delivery to wait for,
-        then the states may forget the postings and change records. Only once the changelog holds them: a
-        posting, change record or ``ats.network`` entry is never ahead of the state a replay would start
-        from (a crash before this send is made good by the partition's next load, below).
+        packed per destination), all in one send: one delivery to wait for, then the states may forget
+        the postings and change records. Only once the changelog holds them: a posting, change record or
+        ``ats.network`` entry is never ahead of the state a replay would start from (a crash before this
+        send is made good by the partition's next load, below).
 
         A partition loaded since its last flush (:attr:`resend`) sends its outboxes whole instead: the
         postings and change records stored before a restart and maybe never sent (or never confirmed),

@@ -41,9 +41,8 @@ Slice = tuple[TP, Sequence[Any]]
 class Intake:
     """Fetched records of ``topics`` not yet taken, per input partition, in offset order. At most about
     ``max_records`` (beyond that the fetch loop fetches the ``first`` topics alone: one fetch may overfill
-    it). A batch takes
-    the records of the ``first`` topics before any other's (reservations: someone waits for each one's
-    decision; Kafka orders no topic's records against another's)."""
+    it). A batch takes the records of the ``first`` topics before any other's (reservations: someone
+    waits for each one's decision; Kafka orders no topic's records against another's)."""
 
     def __init__(self, topics: Iterable[str], max_records: int, *, first: Iterable[str] = ()) -> None:
         self.topics = frozenset(topics)
@@ -134,7 +133,7 @@ class Intake:
                 if len(head) < len(records):
                     # Last in turn, for this batch and the next: a batch full before every partition had its
                     # share (its bytes: ~2 partitions' shares of 50-line envelopes) took from the same ones
-                    # the next time, and the others' records (a peak day's holds among them) waited 2-4.5 s.
+                    # the next time, while the others' records (a peak day's holds among them) waited.
                     del records[:len(head)]
                     pending[tp] = records
                 into = taken.get(tp)
