@@ -127,7 +127,7 @@ BEHIND_CACHE_INTERVAL_SECONDS = 0.25
 #: a batch flushes, beside the partitions whose reservation decisions wait for it, at most this many
 #: partitions whose turn has come (Engine._due), those waiting longest first. Without a bound, a peak day's
 #: partitions that decided no hold for a while waited for a batch that decided none, and flushed in it
-#: together: 5-7 partitions, one batch holding the agent 5.5-10.9 s, holds due meanwhile answered 504
+#: together: 4-7 partitions, one batch holding the agent 5.5-10.9 s, holds due meanwhile answered 504
 FLUSH_PARTITIONS_PER_BATCH = 2
 
 #: a batch that holds the agent longer than this is logged, with where the time went: every answer due
