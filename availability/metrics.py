@@ -115,7 +115,8 @@ WORKER_BATCH_DURATION: Final = Metric(
     "one batch from apply to the end of its flush (outputs, cache, changelog, postings)", "worker",
     buckets=DURATION_BUCKETS)
 WORKER_BATCH_SIZE: Final = Metric(
-    "ats_worker_batch_events", "histogram", "records per batch the worker takes", "worker",
+    "ats_worker_batch_events", "histogram",
+    "records per batch the worker handles (a batch with reservations counts as two: those, then the rest)", "worker",
     buckets=BATCH_SIZE_BUCKETS)
 
 # ---- the API (`ats api`, GET /metrics) ----------------------------------------------------------------

@@ -238,7 +238,8 @@ class Engine:
         but their records come through the intake, as fetched (:mod:`streams.intake`)."""
         window = self.settings.batch_window_ms / 1000
         while True:
-            await self.handle(await self.intake.take(self.settings.batch_max, window, self._behind))
+            for part in self.intake.parts(await self.intake.take(self.settings.batch_max, window, self._behind)):
+                await self.handle(part)  # the reservations first, decided and published before the rest
 
     async def handle(self, slices: list[Slice]) -> None:
         """Apply one batch (each input partition's records in offset order) and write it to the cache; flush

@@ -70,6 +70,15 @@ def test_a_batch_takes_the_first_topics_records_before_any_other() -> None:
     assert run(scenario()) == [("pos.holds", [5, 6]), ("pos.sales", [0, 1])], "fetched later, taken first"
 
 
+def test_a_batch_is_handled_in_two_parts_the_first_topics_alone_then_the_others() -> None:
+    intake = Intake({SALES.topic, RETURNS.topic, HOLDS.topic}, max_records=1_000, first=[HOLDS.topic])
+    sales, returns, holds = ((tp, records(tp, range(0, 2))) for tp in (SALES, RETURNS, HOLDS))
+    assert [taken(part) for part in intake.parts([holds, sales, returns])] == [
+        [("pos.holds", [0, 1])], [("pos.sales", [0, 1]), ("pos.returns", [0, 1])]], "a hold waits for no sale"
+    assert intake.parts([sales, returns]) == [[sales, returns]]
+    assert intake.parts([holds]) == [[holds]]
+
+
 def test_a_batch_stops_at_its_bytes_and_takes_at_least_one_record() -> None:
     async def scenario() -> list[list[tuple[str, list[int]]]]:
         intake = Intake({SALES.topic}, max_records=1_000)
