@@ -5,7 +5,7 @@
 RSS (``VmRSS``) and its peak RSS so far (``VmHWM``, what a container's memory limit meets):
 
 1. **baseline**: the worker joined, with an empty state (one sentinel event per partition applied);
-2. M one-line receipts (default 200,000), each its own event id, on a small state, in two halves: MiB
+2. M one-line receipts (default 1,000,000), each its own event id, on a small state, in two halves: MiB
    per million remembered ids from the second half (first, while the heap is small: after the positions
    the allocator reuses what their ingest freed, and RSS even fell while ids were added). The first half
    also grows what the worker's first busy seconds grow whatever it applies (RocksDB memtables, the
@@ -14,12 +14,11 @@ RSS (``VmRSS``) and its peak RSS so far (``VmHWM``, what a container's memory li
 3. N positions (default 1,000,000) in two halves (1,000-line receipt envelopes, one location each):
    MiB per 100k positions.
 
-10M event ids through the broker would take over an hour here (single events run at ~2,000 to 3,000/s),
-so the figure at 1M positions and 10M ids is **extrapolated** linearly: the RSS measured with N positions
-and M ids, plus (10M - M) times the growth per id (the second half's), plus (1M - N) times the growth per
-position. As a
-cross-check the dedupe structure alone (:class:`availability.dedupe.RecentIds`) is measured in-process with
-tracemalloc for 1M ids of the same shape. Target (issue 6): <= 2 GiB.
+10M event ids through the broker would take ten minutes or more here (single events run at ~15,000 to
+20,000/s), so the figure at 1M positions and 10M ids is **extrapolated** linearly: the RSS measured with
+N positions and M ids, plus (10M - M) times the growth per id (the second half's), plus (1M - N) times the
+growth per position. As a cross-check the dedupe structure alone (:class:`availability.dedupe.RecentIds`)
+is measured in-process with tracemalloc for 1M ids of the same shape. Target (issue 6): <= 2 GiB.
 """
 
 from __future__ import annotations
@@ -43,7 +42,9 @@ TARGET_POSITIONS, TARGET_IDS = 1_000_000, 10_000_000
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n")[0])
     parser.add_argument("--positions", type=int, default=TARGET_POSITIONS, help="positions (default 1M)")
-    parser.add_argument("--ids", type=int, default=200_000, help="remembered event ids to add (default 200k)")
+    # 200k ids grew RSS by as little as a page or two of the allocator's: slopes of 181-193 MiB per million
+    # in two runs the same hour, against 38 over the second 500k of 1M
+    parser.add_argument("--ids", type=int, default=1_000_000, help="remembered event ids to add (default 1M)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per topic (default 8)")
     parser.add_argument("--store", default="rocksdb", choices=("rocksdb", "memory"),
                         help="the worker's table store (default rocksdb, the figure's; memory: to compare)")
