@@ -4,7 +4,7 @@ Every figure of issue 6 runs at its full size (each script's defaults): the inge
 (:mod:`benchmarks.ingest`, :mod:`benchmarks.single`), the read figures (:mod:`benchmarks.reads`, wrk),
 freshness, the contended holds, recovery on 1M positions and memory with 1M positions and 1M event ids.
 They are written with a description of the machine to ``.ats/bench/bench-<UTC time>.json`` and summed up
-at the end in two tables, each row with its baseline, its target and whether it was met (~12 minutes on
+at the end in two tables, each row with its baseline, its target and whether it was met (~10 minutes on
 the 2-core machine). Faust's exactly_once against at_least_once (:mod:`benchmarks.eos`) runs once, short
 (100,000 lines, one pass, no ownership experiment), on a local Apache Kafka; without Java or Maven it says
 "not run" and the rest goes on.
@@ -99,7 +99,7 @@ def targets(figures: dict[str, dict[str, Any]], *, quick: bool = False) -> list[
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="freshness, holds, recovery and memory short (~6 minutes instead of ~12)")
+                        help="freshness, holds, recovery and memory short (~6 minutes instead of ~10)")
     quick = parser.parse_args(argv).quick
     print("== domain apply")
     domain.main()
