@@ -13,7 +13,8 @@ the 2-core machine). Faust's exactly_once against at_least_once (:mod:`benchmark
 of holds, 200k positions, 200k positions and 20k event ids; ~6 minutes). The short figures are rougher
 and their rows say so instead of met or not: recovery's target is for 1M positions, a p99 over 1,000
 holds is the tenth slowest, and RSS growth over 20k ids is within the noise of a page or two of the
-allocator, so its extrapolation to 10M swings widely (3.5 GiB in one run whose full figure was ~1 GiB).
+allocator, so its extrapolation to 10M swings widely (3.5 GiB in a run of the hour whose full figures
+were 1.6 and 1.8 GiB).
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ TARGET_POSITIONS, TARGET_IDS = 1_000_000, 10_000_000
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n")[0])
     parser.add_argument("--positions", type=int, default=TARGET_POSITIONS, help="positions (default 1M)")
-    # 200k ids grew RSS by as little as a page or two of the allocator's: slopes of 181-193 MiB per million
-    # in two runs the same hour, against 38 over the second 500k of 1M
+    # over 200k ids the second half's growth (~20 MiB) is within the allocator's noise: slopes of 181-193 MiB
+    # per million in two runs the same hour, against 38-70 over the second 500k of 1M
     parser.add_argument("--ids", type=int, default=1_000_000, help="remembered event ids to add (default 1M)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per topic (default 8)")
     parser.add_argument("--store", default="rocksdb", choices=("rocksdb", "memory"),

@@ -238,7 +238,10 @@ class Engine:
         but their records come through the intake, as fetched (:mod:`streams.intake`)."""
         window = self.settings.batch_window_ms / 1000
         while True:
-            for part in self.intake.parts(await self.intake.take(self.settings.batch_max, window, self._behind)):
+            batch = await self.intake.take(self.settings.batch_max, window, self._behind)
+            # the whole batch has arrived, whichever part goes first (a tail read waits for inputs that have not)
+            self.arrived.update(dict.fromkeys((tp for tp, _ in batch), time.monotonic()))
+            for part in self.intake.parts(batch):
                 await self.handle(part)  # the reservations first, decided and published before the rest
 
     async def handle(self, slices: list[Slice]) -> None:
@@ -252,13 +255,11 @@ class Engine:
         gaps, gaps_s = 0, 0.0
         batch = Batch()
         done: list[Any] = []
-        arrived = time.monotonic()
         for tp, records in slices:
             state = self.states.get(tp.partition)
             if state is None:  # fetched before a rebalance took the partition away (also during a load above)
                 continue
             code = topics.TOPIC_CODE[tp.topic]
-            self.arrived[tp] = arrived
             taken = len(done)
             for record in records:
                 expected = state.expects(code)
