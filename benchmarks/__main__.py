@@ -76,19 +76,18 @@ def targets(figures: dict[str, dict[str, Any]], *, quick: bool = False) -> list[
     """The figures with an absolute target, each beside its baseline (``quick``: the short runs', with no
     verdict where a short run cannot give one)."""
     fresh, race, back, rss = (figures[name] for name, *_ in SHORT)
-    rows = [
-        *_reads_latency(figures["reads"]),
+    short = [
         ("freshness p99 (ms)", fresh["fresh_p99_ms"], f"GET /healthz p99 {fresh['healthz_p99_ms']} ms",
-         f"≤ {fresh['target_p99_ms']:.0f}", None if quick else fresh["met"]),
+         f"≤ {fresh['target_p99_ms']:.0f}", fresh["met"]),
         ("hold decision p99 (ms), contended", race["decision_p99_ms"],
          f"GET /healthz p99 {race['healthz_p99_ms']} ms", f"≤ {race['target_p99_ms']:.0f}",
-         None if quick else race["decision_p99_ms"] <= race["target_p99_ms"]),
+         race["decision_p99_ms"] <= race["target_p99_ms"]),
         (f"recovery, {back['positions']:,} positions (s)", back["ready_s"],
-         f"plain changelog read {back['plain_read_changelog_s']} s", f"≤ {back['target_s']:.0f} (1M)",
-         None if quick else back["met"]),
+         f"plain changelog read {back['plain_read_changelog_s']} s", f"≤ {back['target_s']:.0f} (1M)", back["met"]),
         ("RSS, 1M positions + 10M ids (MiB, extrap.)", rss["estimate_1m_positions_10m_ids_mib"],
-         f"empty worker {rss['rss_empty_mib']} MiB", f"≤ {rss['target_mib']:.0f}", None if quick else rss["met"]),
+         f"empty worker {rss['rss_empty_mib']} MiB", f"≤ {rss['target_mib']:.0f}", rss["met"]),
     ]
+    rows = [*_reads_latency(figures["reads"]), *((*row[:4], None) if quick else row for row in short)]
     lines = [f"{'figure':<44} {'engine':>10}  {'baseline':<34} {'target':>11}  met"]
     for name, value, baseline, target, met in rows:
         verdict = met if isinstance(met, str) else "n/a (short run)" if met is None else "yes" if met else "no"
